@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Prepares a working environment in .venv (idempotent; sourced by demo.sh and test.sh).
+#
+#   FRAMEWIRE_VENV   where the virtual environment lives (default: .venv in the checkout)
+#   FRAMEWIRE_EXTRAS which extras to install (default: dev)
+#
+# Needs only python3 (3.11 or newer) with venv and pip. System packages that some
+# tests use (Debian's prometheus) are installed when apt-get can be used without
+# a password; without them those tests skip and say why.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${FRAMEWIRE_VENV:-$root/.venv}"
+extras="${FRAMEWIRE_EXTRAS:-dev}"
+
+python_bin="${PYTHON:-python3}"
+if ! "$python_bin" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "framewire needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2
+    exit 1
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+    echo "creating virtual environment in $venv" >&2
+    "$python_bin" -m venv "$venv"
+fi
+# Reinstall only when the project definition changed since the last install.
+stamp="$venv/.framewire-installed"
+wanted="$(cat "$root/pyproject.toml" | sha256sum | cut -d' ' -f1) $extras"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
+    echo "installing framewire[$extras] into $venv" >&2
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root[$extras]"
+    echo "$wanted" >"$stamp"
+fi
+
+# Optional system packages for the integration tests.
+apt_install() {
+    local missing=()
+    for package in "$@"; do
+        dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    command -v apt-get >/dev/null 2>&1 || return 0
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null || return 0
+        sudo=(sudo -n)
+    fi
+    echo "installing system packages: ${missing[*]}" >&2
+    "${sudo[@]}" apt-get update -qq >/dev/null || true
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null || echo "could not install ${missing[*]}; tests that need them will skip" >&2
+}
+if [ "$extras" = "dev" ]; then
+    apt_install prometheus
+fi
+
+export PATH="$venv/bin:$PATH"
+export VIRTUAL_ENV="$venv"

@@ -1,0 +1,111 @@
+"""Settings: flags, environment and defaults map onto one dataclass, in that order."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from framewire.common import settings
+from framewire.common.settings import option, parse_duration, parse_wxh
+
+
+@dataclass(frozen=True)
+class InnerConfig:
+    max_batch_size: int = option(8, "largest batch")
+    enabled: bool = option(True, "whether on")
+
+
+@dataclass(frozen=True)
+class OuterConfig:
+    inner: InnerConfig = InnerConfig()
+    max_frame_age: float = option(0.5, "seconds", parse=parse_duration)
+    model: Path | None = option(None, "model path")
+    classes: tuple[str, ...] = option((), "labels")
+    backend: str = option("opencv", "which", choices=("opencv", "onnxruntime"))
+
+    def __post_init__(self) -> None:
+        if self.max_frame_age <= 0:
+            raise ValueError("max_frame_age must be positive")
+
+
+def build(argv: list[str], environ: dict[str, str] | None = None) -> OuterConfig:
+    parser = argparse.ArgumentParser()
+    settings.add_arguments(parser, OuterConfig)
+    return settings.from_namespace(OuterConfig, parser.parse_args(argv), environ or {})
+
+
+def test_defaults_when_nothing_is_given() -> None:
+    assert build([]) == OuterConfig()
+
+
+def test_flags_cover_nested_fields_and_types() -> None:
+    config = build(
+        [
+            "--max-batch-size=4",
+            "--no-enabled",
+            "--max-frame-age=250ms",
+            "--model=/m.onnx",
+            "--classes=person, car",
+            "--backend=onnxruntime",
+        ]
+    )
+    assert config == OuterConfig(
+        inner=InnerConfig(max_batch_size=4, enabled=False),
+        max_frame_age=0.25,
+        model=Path("/m.onnx"),
+        classes=("person", "car"),
+        backend="onnxruntime",
+    )
+
+
+def test_flag_beats_environment_beats_default() -> None:
+    environ = {"FRAMEWIRE_MAX_BATCH_SIZE": "16", "FRAMEWIRE_MAX_FRAME_AGE": "2s"}
+    config = build(["--max-frame-age=1"], environ)
+    assert config.inner.max_batch_size == 16
+    assert config.max_frame_age == 1.0
+
+
+def test_bad_environment_value_names_the_variable() -> None:
+    with pytest.raises(ValueError, match="FRAMEWIRE_MAX_BATCH_SIZE='many'"):
+        build([], {"FRAMEWIRE_MAX_BATCH_SIZE": "many"})
+
+
+def test_bad_flag_value_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build(["--max-frame-age=soon"])
+    assert exit_info.value.code == 2
+    assert "'soon' is not a duration" in capsys.readouterr().err
+
+
+def test_validation_runs_on_the_result() -> None:
+    with pytest.raises(ValueError, match="max_frame_age must be positive"):
+        build(["--max-frame-age=0"])
+
+
+def test_describe_flattens_for_logging() -> None:
+    assert settings.describe(OuterConfig())["max_batch_size"] == 8
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("250ms", 0.25), ("2s", 2.0), ("1.5", 1.5), ("5m", 300.0), ("1h", 3600.0), (".5", 0.5)],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "-1s", "1d", "fast"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
+
+
+def test_parse_wxh() -> None:
+    assert parse_wxh("640x480") == (640, 480)
+    assert parse_wxh(" 480X270 ") == (480, 270)
+    for bad in ("640", "0x480", "axb"):
+        with pytest.raises(ValueError, match=r"size|positive"):
+            parse_wxh(bad)
