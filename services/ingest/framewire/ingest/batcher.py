@@ -1,0 +1,296 @@
+"""The cross-stream batcher: which frames go to the model together, and where.
+
+Each stream offers at most one frame at a time (its slot). Streams with a
+frame wait in one first-come-first-served line, ordered by when their slot
+filled; a newer frame replacing an older one keeps its place. A batch takes
+up to ``max_batch_size`` streams from the front of the line, so a busy
+stream can never take more than one place per batch and never starve a
+quiet one.
+
+A batch leaves when it is full, when every open stream already has a frame
+waiting (waiting longer cannot grow it), or when its oldest frame has waited
+``max_batch_delay``. It goes to the next inference target with room, round
+robin; a target that answers UNAVAILABLE is retried once elsewhere. When no
+target is usable at all, waiting frames fail at once with UNAVAILABLE rather
+than age silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import grpc
+
+from framewire.common.errors import FramewireError
+from framewire.common.protoutil import duration, seconds
+from framewire.common.serving import log_task_failure
+from framewire.ingest.config import IngestConfig
+from framewire.ingest.metrics import IngestMetrics
+from framewire.ingest.streams import PendingFrame, StreamSession, failed_result
+from framewire.ingest.targets import InferenceTarget, unavailable_everywhere
+from framewire.v1 import common_pb2, inference_service_pb2, ingest_service_pb2
+
+_LOGGER = logging.getLogger(__name__)
+
+_MODEL_STAGES: tuple[Literal["decode", "preprocess", "inference", "postprocess"], ...] = (
+    "decode",
+    "preprocess",
+    "inference",
+    "postprocess",
+)
+
+
+class Batcher:
+    """Forms batches across streams and routes their results back."""
+
+    def __init__(
+        self,
+        config: IngestConfig,
+        targets: Sequence[InferenceTarget],
+        metrics: IngestMetrics,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._targets = list(targets)
+        self._metrics = metrics
+        self._clock = clock
+        # Streams with a frame in their slot, oldest slot first.
+        self._line: collections.OrderedDict[int, StreamSession] = collections.OrderedDict()
+        self._open_streams = 0
+        self._wake = asyncio.Event()
+        self._next_target = 0
+        self._batches: set[asyncio.Task[None]] = set()
+        self._hurry = False  # drain: send what is waiting without delay
+
+    @property
+    def max_batch(self) -> int:
+        """The batch size limit: ingest's own, capped by the model's."""
+        models = [target.model.max_batch_size for target in self._targets if target.model]
+        return min([self._config.max_batch_size, *models])
+
+    @property
+    def batches_in_flight(self) -> int:
+        """Batches sent and not yet answered."""
+        return len(self._batches)
+
+    def wake(self) -> None:
+        """Makes the loop look again (a target changed, a stream closed)."""
+        self._wake.set()
+
+    def stream_opened(self) -> None:
+        self._open_streams += 1
+
+    def stream_closed(self, session: StreamSession) -> None:
+        """Forgets a stream; its frames in flight are answered into the void."""
+        self._open_streams -= 1
+        if self._line.pop(session.key, None) is not None:
+            self._metrics.queue_depth.set(len(self._line))
+        self._wake.set()
+
+    def offer(self, session: StreamSession) -> None:
+        """The stream's slot just filled: it joins the end of the line."""
+        self._line[session.key] = session
+        self._metrics.queue_depth.set(len(self._line))
+        self._wake.set()
+
+    def hurry(self) -> None:
+        """Stop waiting to fill batches: the server is draining."""
+        self._hurry = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """The batching loop; runs until cancelled."""
+        while True:
+            self._wake.clear()
+            timeout = self._step()
+            if timeout is None:
+                await self._wake.wait()
+            elif timeout > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def wait_idle(self) -> None:
+        """Waits until no batch is in flight."""
+        while self._batches:
+            await asyncio.wait(set(self._batches))
+
+    def _step(self) -> float | None:
+        """Dispatches what can go now; returns how long to wait (None: until woken)."""
+        while self._line:
+            if not any(target.usable for target in self._targets):
+                self._fail_waiting(unavailable_everywhere())
+                return None
+            target = self._pick_target()
+            if target is None:
+                return None  # every usable target is full; a finishing batch wakes us
+            now = self._clock()
+            oldest = next(iter(self._line.values())).slot_since
+            ready_at = oldest + self._config.max_batch_delay
+            full = len(self._line) >= self.max_batch or len(self._line) >= self._open_streams
+            if not (full or self._hurry or now >= ready_at):
+                return ready_at - now
+            batch = self._take(now)
+            if batch:
+                self._dispatch(target, batch)
+        return None
+
+    def _pick_target(self) -> InferenceTarget | None:
+        count = len(self._targets)
+        for offset in range(count):
+            target = self._targets[(self._next_target + offset) % count]
+            if target.has_room:
+                self._next_target = (self._next_target + offset + 1) % count
+                return target
+        return None
+
+    def _take(self, now: float) -> list[PendingFrame]:
+        batch: list[PendingFrame] = []
+        while self._line and len(batch) < self.max_batch:
+            _, session = self._line.popitem(last=False)
+            pending = session.take(now, self._config.max_frame_age)
+            if pending is not None:
+                batch.append(pending)
+        self._metrics.queue_depth.set(len(self._line))
+        return batch
+
+    def _fail_waiting(self, error: FramewireError) -> None:
+        now = self._clock()
+        while self._line:
+            _, session = self._line.popitem(last=False)
+            pending = session.take(now, self._config.max_frame_age)
+            if pending is not None:
+                session.complete(pending.seq, failed_result(pending.frame, error))
+        self._metrics.queue_depth.set(0)
+
+    def _dispatch(self, target: InferenceTarget, batch: list[PendingFrame]) -> None:
+        target.in_flight += 1
+        task = asyncio.create_task(self._run_batch(target, batch), name=f"batch to {target.name}")
+        self._batches.add(task)
+        self._metrics.batches_in_flight.set(len(self._batches))
+        self._metrics.batch_size.observe(len(batch))
+
+        def finished(done: asyncio.Task[None]) -> None:
+            self._batches.discard(done)
+            self._metrics.batches_in_flight.set(len(self._batches))
+            log_task_failure(done)
+            self._wake.set()
+
+        task.add_done_callback(finished)
+
+    async def _run_batch(self, target: InferenceTarget, batch: list[PendingFrame]) -> None:
+        dispatched = self._clock()
+        request = inference_service_pb2.DetectRequest()
+        for pending in batch:
+            frame = pending.frame
+            image = request.images.add(
+                encoding=frame.encoding, data=frame.data, width=frame.width, height=frame.height
+            )
+            image.options.CopyFrom(pending.session.options)
+        try:
+            response = await self._detect(target, request)
+        except FramewireError as error:
+            response = None
+            failure = error
+        except Exception as error:  # a bug must fail the frames, not lose them
+            _LOGGER.exception("batch to %s failed unexpectedly", target.name)
+            response = None
+            failure = FramewireError(
+                grpc.StatusCode.INTERNAL, f"ingest failed to run the batch: {error!r}"
+            )
+        if response is not None and len(response.results) != len(batch):
+            failure = FramewireError(
+                grpc.StatusCode.INTERNAL,
+                f"inference returned {len(response.results)} results for {len(batch)} images",
+            )
+            response = None
+        done = self._clock()
+        for index, pending in enumerate(batch):
+            session = pending.session
+            # A stream that closed meanwhile still has its frame counted; the
+            # answer just has nobody to go to.
+            if response is None:
+                result = failed_result(pending.frame, failure)
+            else:
+                result = self._frame_result(
+                    pending, response.results[index], response.model_id, len(batch)
+                )
+            result.timings.queue.CopyFrom(duration(dispatched - pending.received_at))
+            result.timings.total.CopyFrom(duration(done - pending.received_at))
+            if not result.HasField("error"):
+                self._observe(result.timings)
+            session.complete(pending.seq, result)
+
+    async def _detect(
+        self, target: InferenceTarget, request: inference_service_pb2.DetectRequest
+    ) -> inference_service_pb2.DetectResponse:
+        try:
+            response = await target.detect(request)
+        except FramewireError as error:
+            self._metrics.target_batches.labels(target=target.name, outcome="failed").inc()
+            retry = self._retry_target(target, error)
+            if retry is None:
+                raise
+            _LOGGER.info("batch to %s failed (%s); retrying on %s", target.name, error, retry.name)
+            target.in_flight -= 1
+            target, retry.in_flight = retry, retry.in_flight + 1
+            try:
+                response = await target.detect(request)
+            except FramewireError:
+                self._metrics.target_batches.labels(target=target.name, outcome="failed").inc()
+                raise
+        finally:
+            target.in_flight -= 1
+        self._metrics.target_batches.labels(target=target.name, outcome="ok").inc()
+        return response
+
+    def _retry_target(
+        self, failed: InferenceTarget, error: FramewireError
+    ) -> InferenceTarget | None:
+        if error.code not in (
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+        ):
+            return None
+        others = [target for target in self._targets if target is not failed and target.usable]
+        return min(others, key=lambda target: target.in_flight, default=None)
+
+    def _frame_result(
+        self,
+        pending: PendingFrame,
+        image: inference_service_pb2.ImageResult,
+        model_id: str,
+        batch_size: int,
+    ) -> ingest_service_pb2.FrameResult:
+        frame = pending.frame
+        result = ingest_service_pb2.FrameResult(
+            seq=pending.seq,
+            detections=image.detections,
+            batch_size=batch_size,
+            model_id=model_id,
+            timings=common_pb2.StageTimings(
+                decode=image.timings.decode,
+                preprocess=image.timings.preprocess,
+                inference=image.timings.inference,
+                postprocess=image.timings.postprocess,
+            ),
+        )
+        if frame.HasField("capture_time"):
+            result.capture_time.CopyFrom(frame.capture_time)
+        if image.HasField("error"):
+            result.error.CopyFrom(image.error)
+        return result
+
+    def _observe(self, timings: common_pb2.StageTimings) -> None:
+        histogram = self._metrics.stage_latency
+        histogram.labels(stage="queue").observe(seconds(timings.queue))
+        for stage in _MODEL_STAGES:
+            if timings.HasField(stage):
+                histogram.labels(stage=stage).observe(seconds(getattr(timings, stage)))
+        histogram.labels(stage="total").observe(seconds(timings.total))

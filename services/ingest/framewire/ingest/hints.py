@@ -1,0 +1,93 @@
+"""When to advise an agent to send less: the FlowHint policy, as pure functions.
+
+The server sees what the agent cannot: how many of its frames the model
+actually takes, how large its frames are next to the model's input, and how
+close they come to the byte limit. Advice is only advice; the agent decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from framewire.v1 import ingest_service_pb2
+
+# A stream is advised to slow down when at least this share of its frames
+# were skipped over a review interval with at least MIN_FRAMES received.
+SKIP_SHARE = 0.25
+MIN_FRAMES = 4
+# Frames whose longer side is more than this many times the model input's
+# longer side carry pixels the model throws away.
+OVERSIZE_FACTOR = 2.0
+# Frames above this share of the byte limit risk being refused.
+BYTES_SHARE = 0.5
+SUGGESTED_QUALITY = 70
+
+
+@dataclass(frozen=True)
+class StreamLoad:
+    """A stream's counters at one moment (cumulative), and its largest recent frame."""
+
+    received: int
+    answered: int  # processed + failed
+    skipped: int
+    largest_side: int = 0  # the longer side of the largest frame since the last review
+    largest_bytes: int = 0  # the byte size of the largest frame since the last review
+
+
+def advise(
+    before: StreamLoad,
+    now: StreamLoad,
+    elapsed: float,
+    *,
+    model_side: int,
+    max_frame_bytes: int,
+) -> ingest_service_pb2.FlowHint | None:
+    """The hint for one review interval, or None when the stream is fine."""
+    hint = ingest_service_pb2.FlowHint()
+    reasons = []
+    received = now.received - before.received
+    skipped = now.skipped - before.skipped
+    if received >= MIN_FRAMES and elapsed > 0 and skipped >= SKIP_SHARE * received:
+        rate = max(0.5, (now.answered - before.answered) / elapsed)
+        hint.target_fps = round(rate, 1)
+        reasons.append(
+            f"{skipped} of {received} frames were skipped in {elapsed:.0f}s; "
+            f"the server keeps up with about {hint.target_fps:g} fps for this stream"
+        )
+    if model_side and now.largest_side > OVERSIZE_FACTOR * model_side:
+        hint.scale = round(OVERSIZE_FACTOR * model_side / now.largest_side, 2)
+        reasons.append(
+            f"frames are {now.largest_side}px wide or tall but the model looks at "
+            f"{model_side}px; scaling by {hint.scale:g} loses nothing"
+        )
+    if now.largest_bytes > BYTES_SHARE * max_frame_bytes:
+        hint.jpeg_quality = SUGGESTED_QUALITY
+        reasons.append(
+            f"frames reach {now.largest_bytes} bytes, near the limit of {max_frame_bytes}"
+        )
+    if not reasons:
+        return None
+    hint.reason = "; ".join(reasons)
+    return hint
+
+
+# A hint is repeated at most this often when nothing about it changed.
+REPEAT_AFTER = 30.0
+
+
+def worth_sending(
+    previous: ingest_service_pb2.FlowHint | None,
+    hint: ingest_service_pb2.FlowHint,
+    since_previous: float,
+) -> bool:
+    """Whether ``hint`` tells the agent something the previous hint did not."""
+    if previous is None or since_previous >= REPEAT_AFTER:
+        return True
+    for field in ("target_fps", "scale", "jpeg_quality"):
+        if previous.HasField(field) != hint.HasField(field):
+            return True
+    if hint.HasField("target_fps"):
+        change = abs(hint.target_fps - previous.target_fps)
+        if change > 0.2 * max(previous.target_fps, 0.5):
+            return True
+    return hint.scale != previous.scale or hint.jpeg_quality != previous.jpeg_quality

@@ -1,0 +1,378 @@
+"""Serving StreamFrames calls: reading, validating, writing, and draining them.
+
+One :class:`Hub` owns every open stream of a server. For each call it reads
+requests in one task and writes responses in another, both driven by the
+stream's :class:`~framewire.ingest.streams.StreamSession`; the
+:class:`~framewire.ingest.batcher.Batcher` moves frames from sessions to the
+model and back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import grpc
+
+from framewire.common import __version__, errors
+from framewire.common.errors import FramewireError
+from framewire.common.protoutil import duration, seconds
+from framewire.common.serving import log_task_failure
+from framewire.ingest import hints
+from framewire.ingest.batcher import Batcher
+from framewire.ingest.config import IngestConfig
+from framewire.ingest.metrics import IngestMetrics
+from framewire.ingest.streams import Outcome, StreamSession, StreamSettings
+from framewire.ingest.targets import InferenceTarget
+from framewire.ingest.validation import (
+    ModelDescription,
+    check_frame,
+    check_image,
+    check_report,
+    stream_settings,
+)
+from framewire.v1 import ingest_service_pb2
+
+_LOGGER = logging.getLogger(__name__)
+
+SERVER_VERSION = f"framewire-ingest/{__version__}"
+_SKIP_LABELS = {
+    ingest_service_pb2.SKIP_REASON_SUPERSEDED: "superseded",
+    ingest_service_pb2.SKIP_REASON_STALE: "stale",
+    ingest_service_pb2.SKIP_REASON_DISCONNECTED: "disconnected",
+}
+
+
+class _Stream:
+    """A session plus the tasks and events of its call."""
+
+    def __init__(self, session: StreamSession) -> None:
+        self.session = session
+        self.writable = asyncio.Event()  # something to write, or the session finished
+        self.readable = asyncio.Event()  # room in the window to read another request
+        self.reader: asyncio.Task[None] | None = None
+        self.last_review: tuple[float, hints.StreamLoad] | None = None
+        self.last_hint: tuple[float, ingest_service_pb2.FlowHint] | None = None
+        self.peak_side = 0
+        self.peak_bytes = 0
+
+        def wakeup() -> None:
+            self.writable.set()
+            self.readable.set()
+
+        session.wakeup = wakeup
+
+
+class Hub:
+    """Every open stream of one ingest server."""
+
+    def __init__(
+        self,
+        config: IngestConfig,
+        targets: Sequence[InferenceTarget],
+        metrics: IngestMetrics,
+    ) -> None:
+        self._config = config
+        self._targets = list(targets)
+        self._metrics = metrics
+        self.batcher = Batcher(config, targets, metrics)
+        self._streams: dict[int, _Stream] = {}
+        self._keys = itertools.count(1)
+        self.draining = False
+        self._all_closed = asyncio.Event()
+        self._all_closed.set()
+        self._model: ModelDescription | None = None
+
+    @property
+    def model(self) -> ModelDescription | None:
+        """The model the targets serve, once one of them has said."""
+        if self._model is None:
+            for target in self._targets:
+                if target.model is not None:
+                    self._model = target.model
+                    break
+        return self._model
+
+    @property
+    def serving(self) -> bool:
+        """Whether new streams can be served now."""
+        return not self.draining and any(target.usable for target in self._targets)
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._streams)
+
+    # -- one call -------------------------------------------------------------
+
+    async def run_stream(
+        self,
+        requests: AsyncIterator[ingest_service_pb2.StreamFramesRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        """Serves one StreamFrames call from its first request to its status."""
+        try:
+            settings, model = await self._open(requests)
+        except FramewireError as error:
+            await self._abort(context, error)
+            return
+        stream = _Stream(StreamSession(next(self._keys), settings, on_outcome=self._count_outcome))
+        session = stream.session
+        self._streams[session.key] = stream
+        self._all_closed.clear()
+        self.batcher.stream_opened()
+        self._metrics.active_streams.inc()
+        _LOGGER.info(
+            "stream %s opened (%s, max_in_flight %d)",
+            settings.stream_id,
+            settings.client_version or "unknown client",
+            settings.max_in_flight,
+        )
+        try:
+            await context.write(
+                ingest_service_pb2.StreamFramesResponse(accepted=self._accepted(settings, model))
+            )
+            stream.reader = asyncio.create_task(
+                self._read(stream, requests), name=f"read {settings.stream_id}"
+            )
+            stream.reader.add_done_callback(log_task_failure)
+            await self._write(stream, context)
+            if session.failure is not None:
+                await self._abort(context, session.failure)
+            elif session.stopped_by_server:
+                await self._abort(
+                    context,
+                    errors.unavailable("the server is shutting down; reconnect to another replica"),
+                )
+        finally:
+            if stream.reader is not None:
+                stream.reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stream.reader
+            session.abandon()
+            del self._streams[session.key]
+            self.batcher.stream_closed(session)
+            self._metrics.active_streams.dec()
+            if not self._streams:
+                self._all_closed.set()
+            _LOGGER.info(
+                "stream %s closed: received %d, processed %d, failed %d, skipped %d",
+                settings.stream_id,
+                session.received,
+                session.outcomes[Outcome.PROCESSED],
+                session.outcomes[Outcome.FAILED],
+                session.outcomes[Outcome.SUPERSEDED]
+                + session.outcomes[Outcome.STALE]
+                + session.outcomes[Outcome.ABANDONED],
+            )
+
+    async def _open(
+        self, requests: AsyncIterator[ingest_service_pb2.StreamFramesRequest]
+    ) -> tuple[StreamSettings, ModelDescription]:
+        """Admits a stream and validates its StreamConfig."""
+        if self.draining:
+            raise errors.unavailable("the server is shutting down; connect to another replica")
+        if len(self._streams) >= self._config.max_streams:
+            raise errors.resource_exhausted(
+                f"the server already carries its maximum of {self._config.max_streams} streams; "
+                "retry later or connect to another replica"
+            )
+        model = self.model
+        if model is None or not any(target.usable for target in self._targets):
+            raise errors.unavailable("no inference replica is ready yet; retry shortly")
+        try:
+            first = await asyncio.wait_for(anext(requests), self._config.config_timeout)
+        except StopAsyncIteration:
+            raise errors.invalid_argument(
+                "the stream ended before its StreamConfig: send a StreamConfig first"
+            ) from None
+        except TimeoutError:
+            raise FramewireError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"no StreamConfig within {self._config.config_timeout:g}s of opening the stream",
+            ) from None
+        kind = first.WhichOneof("kind")
+        if kind != "config":
+            raise errors.invalid_argument(
+                f"the first message of a stream must be a StreamConfig, not {kind or 'empty'}"
+            )
+        return stream_settings(first.config, model, self._config), model
+
+    async def _read(
+        self, stream: _Stream, requests: AsyncIterator[ingest_service_pb2.StreamFramesRequest]
+    ) -> None:
+        session = stream.session
+        try:
+            while True:
+                # Read only while the stream's window has room: a client that
+                # ignores max_in_flight meets gRPC flow control, not a queue.
+                while not session.may_read():
+                    stream.readable.clear()
+                    await stream.readable.wait()
+                request = await anext(requests, None)
+                if request is None:
+                    break
+                kind = request.WhichOneof("kind")
+                if kind == "frame":
+                    self._on_frame(stream, request.frame)
+                elif kind == "report":
+                    self._on_report(request.report)
+                elif kind == "config":
+                    raise errors.invalid_argument(
+                        "a stream takes one StreamConfig, as its first message; got a second one"
+                    )
+                else:
+                    raise errors.invalid_argument(
+                        "empty StreamFramesRequest: set one of config, frame or report"
+                    )
+            session.close_input()
+        except FramewireError as error:
+            session.fail(error)
+        except asyncio.CancelledError:
+            raise
+        except grpc.aio.AioRpcError:
+            # The client went away mid-read; the call itself ends with it.
+            session.close_input()
+        except Exception as error:
+            _LOGGER.exception("reading stream %s failed", session.settings.stream_id)
+            session.fail(FramewireError(grpc.StatusCode.INTERNAL, f"ingest failed: {error!r}"))
+
+    async def _write(self, stream: _Stream, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        session = stream.session
+        while True:
+            response = session.next_response()
+            if response is not None:
+                await context.write(response)
+                session.delivered_response(response)
+                if response.HasField("hint"):
+                    self._metrics.flow_hints.inc()
+                continue
+            if session.finished:
+                return
+            stream.writable.clear()
+            await stream.writable.wait()
+
+    def _on_frame(self, stream: _Stream, frame: ingest_service_pb2.Frame) -> None:
+        session = stream.session
+        check_frame(frame, session.last_seq, self._config)
+        self._metrics.frames_received.inc()
+        self._metrics.frame_bytes.inc(len(frame.data))
+        stream.peak_side = max(stream.peak_side, frame.width, frame.height)
+        stream.peak_bytes = max(stream.peak_bytes, len(frame.data))
+        problem = check_image(frame, self._config)
+        if problem is not None:
+            session.reject(frame, problem)
+        elif session.accept(frame, time.monotonic()):
+            self.batcher.offer(session)
+
+    def _on_report(self, report: ingest_service_pb2.AgentReport) -> None:
+        check_report(report, self._config)
+        for latency in report.end_to_end_latencies:
+            self._metrics.end_to_end_latency.observe(seconds(latency))
+        for skip in report.skips:
+            self._metrics.edge_frames_skipped.labels(reason=_SKIP_LABELS[skip.reason]).inc(
+                skip.count
+            )
+        self._metrics.edge_frames_captured.inc(report.frames_captured)
+        self._metrics.edge_frames_sent.inc(report.frames_sent)
+        self._metrics.edge_bytes_sent.inc(report.bytes_sent)
+
+    def _count_outcome(self, outcome: Outcome) -> None:
+        if outcome is Outcome.PROCESSED:
+            self._metrics.frames_processed.inc()
+        elif outcome is Outcome.FAILED:
+            self._metrics.frames_failed.inc()
+        else:
+            self._metrics.frames_skipped.labels(reason=outcome.value).inc()
+
+    async def _abort(
+        self, context: grpc.aio.ServicerContext[Any, Any], error: FramewireError
+    ) -> None:
+        self._metrics.streams_rejected.labels(code=error.code.name).inc()
+        await context.abort(error.code, error.message)
+
+    def _accepted(
+        self, settings: StreamSettings, model: ModelDescription
+    ) -> ingest_service_pb2.StreamAccepted:
+        config = self._config
+        return ingest_service_pb2.StreamAccepted(
+            stream_id=settings.stream_id,
+            model_id=model.model_id,
+            score_threshold=settings.score_threshold,
+            class_filter=settings.class_filter,
+            max_in_flight=settings.max_in_flight,
+            server_version=SERVER_VERSION,
+            labels=model.labels,
+            limits=ingest_service_pb2.ServerLimits(
+                max_frame_bytes=config.max_frame_bytes,
+                max_frame_pixels=config.max_frame_pixels,
+                max_frame_age=duration(config.max_frame_age),
+                max_in_flight=config.max_in_flight_cap,
+                max_report_samples=config.max_report_samples,
+                report_interval=duration(config.report_interval),
+            ),
+        )
+
+    # -- the server as a whole ------------------------------------------------
+
+    async def review_load(self) -> None:
+        """Sends FlowHints to streams that would do better sending less; runs until cancelled."""
+        interval = self._config.hint_interval
+        if interval <= 0:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            model = self.model
+            side = max(model.input_width, model.input_height) if model else 0
+            now = time.monotonic()
+            for stream in list(self._streams.values()):
+                self._review(stream, now, side)
+
+    def _review(self, stream: _Stream, now: float, model_side: int) -> None:
+        session = stream.session
+        outcomes = session.outcomes
+        load = hints.StreamLoad(
+            received=session.received,
+            answered=outcomes[Outcome.PROCESSED] + outcomes[Outcome.FAILED],
+            skipped=outcomes[Outcome.SUPERSEDED] + outcomes[Outcome.STALE],
+            largest_side=stream.peak_side,
+            largest_bytes=stream.peak_bytes,
+        )
+        stream.peak_side = stream.peak_bytes = 0
+        previous, stream.last_review = stream.last_review, (now, load)
+        if previous is None:
+            return
+        hint = hints.advise(
+            previous[1],
+            load,
+            now - previous[0],
+            model_side=model_side,
+            max_frame_bytes=self._config.max_frame_bytes,
+        )
+        if hint is None:
+            return
+        last = stream.last_hint
+        if hints.worth_sending(last[1] if last else None, hint, now - last[0] if last else 0.0):
+            stream.last_hint = (now, hint)
+            session.hint(hint)
+
+    async def drain(self, grace: float) -> None:
+        """Stops reading every stream, answers what was received, then ends the calls.
+
+        Each stream ends with UNAVAILABLE so its agent reconnects, possibly to
+        another replica. Returns when every stream has ended or ``grace``
+        seconds have passed.
+        """
+        self.draining = True
+        for stream in list(self._streams.values()):
+            stream.session.stopped_by_server = True
+            if stream.reader is not None:
+                stream.reader.cancel()
+            stream.session.close_input()
+        self.batcher.hurry()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_closed.wait(), grace)

@@ -1,0 +1,40 @@
+"""`framewire ingest`: ingest in front of remote InferenceService replicas."""
+
+from __future__ import annotations
+
+import argparse
+
+from framewire.common import settings
+from framewire.ingest.config import IngestServerConfig
+from framewire.ingest.runner import EXIT_USAGE, parse_config, serve_until_signal
+from framewire.ingest.server import IngestServer, start_ingest_server
+from framewire.ingest.targets import RemoteTarget
+
+DESCRIPTION = (
+    "Run the ingest service: devices stream frames to it, it batches them across streams "
+    "and sends them to remote inference replicas (framewire inference)."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    settings.add_arguments(parser, IngestServerConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = parse_config("ingest", IngestServerConfig, args)
+    if config is None:
+        return EXIT_USAGE
+
+    async def start() -> IngestServer:
+        targets = [
+            RemoteTarget(
+                address,
+                capacity=config.ingest.batches_in_flight,
+                transport=config.transport,
+                timeout=config.ingest.inference_timeout,
+            )
+            for address in config.targets.inference
+        ]
+        return await start_ingest_server(config.ingest, config.listen, config.transport, targets)
+
+    return serve_until_signal("ingest", config.listen, start)

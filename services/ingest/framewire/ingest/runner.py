@@ -1,0 +1,54 @@
+"""What `framewire serve` and `framewire ingest` share: run until a signal, then drain."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from framewire.common import settings
+from framewire.common.logs import configure_logging
+from framewire.common.serving import ListenConfig, run, wait_for_signal
+from framewire.ingest.server import IngestServer
+
+_LOGGER = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def parse_config(command: str, cls: type[T], args: argparse.Namespace) -> T | None:
+    """Builds the command's settings; prints a usage error and returns None when invalid."""
+    try:
+        return settings.from_namespace(cls, args)
+    except ValueError as error:
+        print(f"framewire {command}: error: {error}", file=sys.stderr)
+        return None
+
+
+def serve_until_signal(
+    command: str, listen: ListenConfig, start: Callable[[], Awaitable[IngestServer]]
+) -> int:
+    """Starts the server, runs until SIGTERM or SIGINT, then drains within the grace period."""
+    configure_logging(listen.log_level)
+
+    async def main() -> int:
+        try:
+            server = await start()
+        except (OSError, ValueError) as error:
+            _LOGGER.error("framewire %s could not start: %s", command, error)
+            return EXIT_FAILURE
+        metrics = f"metrics on port {server.metrics_port}" if server.metrics_port else "no metrics"
+        _LOGGER.info("IngestService serving on %s:%d (%s)", listen.host, server.port, metrics)
+        received = await wait_for_signal()
+        _LOGGER.info("signal %d: draining streams for up to %gs", received, listen.shutdown_grace)
+        await server.stop(listen.shutdown_grace)
+        _LOGGER.info("stopped")
+        return EXIT_OK
+
+    return run(main)

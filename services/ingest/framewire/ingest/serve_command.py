@@ -1,0 +1,66 @@
+"""`framewire serve`: ingest with the model in the same process, on one port.
+
+The embedded default: what the demo and a single machine use. The model runs
+on worker threads beside the event loop, with the same batching, skipping and
+metrics as the split deployment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from framewire.common import settings
+from framewire.common.serving import ListenConfig
+from framewire.common.transport import TransportConfig
+from framewire.inference import Engine, EngineConfig
+from framewire.ingest.config import IngestConfig
+from framewire.ingest.runner import EXIT_USAGE, parse_config, serve_until_signal
+from framewire.ingest.server import IngestServer, start_ingest_server
+from framewire.ingest.targets import LocalTarget
+
+DESCRIPTION = (
+    "Run ingest with an in-process model on one port: devices stream frames, the model "
+    "runs here. Without --model it serves SSD MobileNet v2 COCO (see README, Models)."
+)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything `framewire serve` takes."""
+
+    engine: EngineConfig = EngineConfig()
+    ingest: IngestConfig = IngestConfig()
+    listen: ListenConfig = ListenConfig()
+    transport: TransportConfig = TransportConfig()
+
+
+async def start_serve(config: ServeConfig) -> IngestServer:
+    """Loads the model, then starts ingest in front of it; the factory tests use too."""
+    registry = CollectorRegistry()
+    engine = await asyncio.to_thread(Engine.load, config.engine, registry)
+    target = LocalTarget(engine, capacity=config.ingest.batches_in_flight)
+    try:
+        server = await start_ingest_server(
+            config.ingest, config.listen, config.transport, [target], registry=registry
+        )
+    except BaseException:
+        await target.close()
+        engine.close()
+        raise
+    server.on_stop.append(engine.close)
+    return server
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    settings.add_arguments(parser, ServeConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = parse_config("serve", ServeConfig, args)
+    if config is None:
+        return EXIT_USAGE
+    return serve_until_signal("serve", config.listen, lambda: start_serve(config))

@@ -1,0 +1,153 @@
+"""Starting and stopping an ingest server: the one factory the commands and tests share."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from prometheus_client import CollectorRegistry
+
+from framewire.common.metrics import MetricsEndpoint, serve_metrics
+from framewire.common.serving import GrpcServer, ListenConfig, cancel_and_wait, log_task_failure
+from framewire.common.transport import TransportConfig
+from framewire.ingest.config import IngestConfig
+from framewire.ingest.hub import Hub
+from framewire.ingest.metrics import IngestMetrics
+from framewire.ingest.targets import InferenceTarget
+from framewire.v1 import ingest_service_pb2, ingest_service_pb2_grpc
+
+_LOGGER = logging.getLogger(__name__)
+
+SERVICE_NAME = ingest_service_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
+
+
+class IngestServicer(ingest_service_pb2_grpc.IngestServiceServicer):
+    """The gRPC face of the hub; all the work happens there."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+
+    # Responses are written with context.write (the reader and writer run
+    # side by side), so the handler returns None rather than an iterator.
+    async def StreamFrames(  # type: ignore[override]  # noqa: N802 - the contract's name
+        self,
+        request_iterator: AsyncIterator[ingest_service_pb2.StreamFramesRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        await self._hub.run_stream(request_iterator, context)
+
+
+@dataclass
+class IngestServer:
+    """A running ingest server: gRPC, batcher, targets and metrics."""
+
+    grpc_server: GrpcServer
+    hub: Hub
+    targets: list[InferenceTarget]
+    registry: CollectorRegistry
+    metrics_endpoint: MetricsEndpoint | None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Run after everything else stopped (e.g. releasing an in-process model).
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
+    _stopped: bool = False
+
+    @property
+    def port(self) -> int:
+        return self.grpc_server.port
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.metrics_endpoint.port if self.metrics_endpoint else None
+
+    async def stop(self, grace: float) -> None:
+        """Drains streams within ``grace`` seconds, then releases everything.
+
+        Health goes NOT_SERVING first, so load balancers stop sending new
+        streams; open streams finish their frames in flight and end with
+        UNAVAILABLE so their agents reconnect elsewhere.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        await self.grpc_server.set_serving(False)
+        await self.hub.drain(grace)
+        await self.hub.batcher.wait_idle()
+        await self.grpc_server.stop(max(0.0, deadline - loop.time()))
+        await cancel_and_wait(self.tasks)
+        for target in self.targets:
+            await target.close()
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.close()
+        for release in self.on_stop:
+            release()
+
+
+async def start_ingest_server(
+    config: IngestConfig,
+    listen: ListenConfig,
+    transport: TransportConfig,
+    targets: Sequence[InferenceTarget],
+    registry: CollectorRegistry | None = None,
+) -> IngestServer:
+    """Starts ingest in front of ``targets``; health follows whether any target serves."""
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = IngestMetrics(registry)
+    hub = Hub(config, targets, metrics)
+    grpc_server = await GrpcServer.start(
+        listen,
+        transport,
+        service_names=[SERVICE_NAME],
+        register=lambda server: ingest_service_pb2_grpc.add_IngestServiceServicer_to_server(
+            IngestServicer(hub), server
+        ),
+    )
+    changed = asyncio.Event()
+
+    def on_target_change() -> None:
+        changed.set()
+        hub.batcher.wake()
+
+    async def follow_targets() -> None:
+        serving: bool | None = None
+        while True:
+            changed.clear()
+            usable = sum(target.usable for target in targets)
+            metrics.targets_usable.set(usable)
+            if hub.serving != serving:
+                serving = hub.serving
+                await grpc_server.set_serving(serving)
+                _LOGGER.info("ingest is %s", "SERVING" if serving else "NOT_SERVING")
+            await changed.wait()
+
+    endpoint = None
+    try:
+        for target in targets:
+            await target.start(on_target_change)
+        tasks = [
+            asyncio.create_task(hub.batcher.run(), name="batcher"),
+            asyncio.create_task(follow_targets(), name="follow targets"),
+            asyncio.create_task(hub.review_load(), name="flow hints"),
+        ]
+        for task in tasks:
+            task.add_done_callback(log_task_failure)
+        if listen.metrics_port >= 0:
+            endpoint = serve_metrics(registry, listen.metrics_host, listen.metrics_port)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await grpc_server.stop(0)
+        raise
+    return IngestServer(
+        grpc_server=grpc_server,
+        hub=hub,
+        targets=list(targets),
+        registry=registry,
+        metrics_endpoint=endpoint,
+        tasks=tasks,
+    )

@@ -1,0 +1,214 @@
+"""Where batches go: an in-process model, or remote InferenceService replicas.
+
+Both kinds speak the same contract (``DetectRequest`` in, ``DetectResponse``
+out), so the batcher never knows which it has. A target is *usable* while it
+is known to serve; the batcher sends nothing to one that is not, and ingest
+reports NOT_SERVING while none is.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from framewire.common import errors
+from framewire.common.errors import FramewireError
+from framewire.common.transport import TransportConfig, channel_options
+from framewire.ingest.validation import ModelDescription
+from framewire.v1 import inference_service_pb2, inference_service_pb2_grpc
+
+_LOGGER = logging.getLogger(__name__)
+
+INFERENCE_SERVICE = "framewire.v1.InferenceService"
+# How long to wait before watching a lost replica's health again: short
+# enough that a restarted replica is used again within seconds.
+RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+class Detector(Protocol):
+    """An in-process model: what ``framewire.inference.Engine`` provides."""
+
+    def detect(
+        self, request: inference_service_pb2.DetectRequest
+    ) -> inference_service_pb2.DetectResponse: ...
+
+    def model_info(self) -> inference_service_pb2.GetModelInfoResponse: ...
+
+
+def describe(info: inference_service_pb2.GetModelInfoResponse) -> ModelDescription:
+    """The parts of GetModelInfoResponse that ingest uses."""
+    return ModelDescription(
+        model_id=info.model_id,
+        labels=tuple(info.labels),
+        default_score_threshold=info.default_score_threshold,
+        max_batch_size=info.max_batch_size,
+        input_width=info.input_width,
+        input_height=info.input_height,
+    )
+
+
+class InferenceTarget(abc.ABC):
+    """One place batches can be sent to, with a limit on batches outstanding."""
+
+    def __init__(self, name: str, capacity: int) -> None:
+        self.name = name
+        self.capacity = capacity
+        self.in_flight = 0
+        self.model: ModelDescription | None = None
+        self._usable = False
+        self._on_change: Callable[[], None] = lambda: None
+
+    @property
+    def usable(self) -> bool:
+        """True while the target is known to serve."""
+        return self._usable
+
+    @property
+    def has_room(self) -> bool:
+        """True when another batch may be sent now."""
+        return self._usable and self.in_flight < self.capacity
+
+    def _set_usable(self, usable: bool) -> None:
+        if usable != self._usable:
+            self._usable = usable
+            _LOGGER.info("inference target %s is %s", self.name, "up" if usable else "down")
+            self._on_change()
+
+    @abc.abstractmethod
+    async def start(self, on_change: Callable[[], None]) -> None:
+        """Begins tracking the target; ``on_change`` runs when usability or the model changes."""
+
+    @abc.abstractmethod
+    async def detect(
+        self, request: inference_service_pb2.DetectRequest
+    ) -> inference_service_pb2.DetectResponse:
+        """Runs one batch; raises :class:`FramewireError` when the batch as a whole failed."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Releases the target's threads or connections."""
+
+
+class LocalTarget(InferenceTarget):
+    """A model in this process, run on worker threads so the event loop stays free.
+
+    With two workers one batch decodes while the other runs the model; the
+    model call itself releases the GIL (ONNX Runtime, OpenCV, TensorRT).
+    """
+
+    def __init__(self, detector: Detector, capacity: int) -> None:
+        super().__init__("local", capacity)
+        self._detector = detector
+        self._executor = ThreadPoolExecutor(max_workers=capacity, thread_name_prefix="detect")
+
+    async def start(self, on_change: Callable[[], None]) -> None:
+        self._on_change = on_change
+        self.model = describe(self._detector.model_info())
+        self._set_usable(True)
+
+    async def detect(
+        self, request: inference_service_pb2.DetectRequest
+    ) -> inference_service_pb2.DetectResponse:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._detector.detect, request)
+
+    async def close(self) -> None:
+        self._set_usable(False)
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+
+
+class RemoteTarget(InferenceTarget):
+    """InferenceService replicas behind one gRPC target.
+
+    ``host:port`` is one replica; ``dns:///name:port`` is every address the
+    name resolves to, with calls spread round-robin by gRPC. Usability follows
+    the replicas' own ``grpc.health.v1`` Watch stream, so a replica that is
+    still warming up or draining receives nothing.
+    """
+
+    def __init__(
+        self, address: str, capacity: int, transport: TransportConfig, timeout: float
+    ) -> None:
+        super().__init__(address, capacity)
+        self._timeout = timeout
+        self._channel = grpc.aio.insecure_channel(
+            address, options=channel_options(transport, round_robin=True)
+        )
+        self._stub = inference_service_pb2_grpc.InferenceServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._watch: asyncio.Task[None] | None = None
+
+    async def start(self, on_change: Callable[[], None]) -> None:
+        self._on_change = on_change
+        self._watch = asyncio.create_task(self._watch_health(), name=f"health-watch {self.name}")
+
+    async def _watch_health(self) -> None:
+        failures = 0
+        request = health_pb2.HealthCheckRequest(service=INFERENCE_SERVICE)
+        while True:
+            try:
+                call = self._health.Watch(request)
+                async for response in call:
+                    if response.status == health_pb2.HealthCheckResponse.SERVING:
+                        if self.model is None:
+                            info = await self._stub.GetModelInfo(
+                                inference_service_pb2.GetModelInfoRequest(), timeout=self._timeout
+                            )
+                            self.model = describe(info)
+                        failures = 0
+                        self._set_usable(True)
+                    else:
+                        self._set_usable(False)
+            except grpc.aio.AioRpcError as error:
+                if failures == 0:
+                    _LOGGER.warning(
+                        "inference target %s: health watch failed: %s %s",
+                        self.name,
+                        error.code().name,
+                        error.details(),
+                    )
+            self._set_usable(False)
+            await asyncio.sleep(RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)])
+            failures += 1
+
+    async def detect(
+        self, request: inference_service_pb2.DetectRequest
+    ) -> inference_service_pb2.DetectResponse:
+        try:
+            response: inference_service_pb2.DetectResponse = await self._stub.Detect(
+                request, timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                # Stop sending here until the health watch sees it serve again.
+                self._set_usable(False)
+                self._restart_watch()
+            raise FramewireError(
+                error.code(), f"inference target {self.name}: {error.details()}"
+            ) from error
+        return response
+
+    def _restart_watch(self) -> None:
+        """Makes the health watch look again now, so a brief blip costs little."""
+        if self._watch is not None and not self._watch.done():
+            self._watch.cancel()
+        self._watch = asyncio.create_task(self._watch_health(), name=f"health-watch {self.name}")
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+        self._set_usable(False)
+        await self._channel.close(None)
+
+
+def unavailable_everywhere() -> FramewireError:
+    """The error frames get when no inference target can take them."""
+    return errors.unavailable("no inference replica is available; frames are failed until one is")

@@ -1,0 +1,172 @@
+"""Checks on what agents send, each failing with the status a client can act on.
+
+Two kinds of problems. A broken protocol rule or a frame over a limit is the
+client's bug: the stream ends with INVALID_ARGUMENT or RESOURCE_EXHAUSTED. A
+frame whose bytes are not a usable image (a camera glitch) fails alone: it is
+answered with a per-frame error and the stream goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from framewire.common import errors
+from framewire.common.errors import FramewireError
+from framewire.common.images import ImageFormatError, read_jpeg_header
+from framewire.ingest.config import IngestConfig
+from framewire.ingest.streams import StreamSettings
+from framewire.v1 import common_pb2, ingest_service_pb2
+
+_STREAM_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+MAX_CLASS_FILTER = 1000
+MAX_CLIENT_VERSION = 256
+MAX_KEPT_REGIONS = 64
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """What ingest needs to know about the model behind it."""
+
+    model_id: str
+    labels: tuple[str, ...]
+    default_score_threshold: float
+    max_batch_size: int
+    input_width: int = 0
+    input_height: int = 0
+
+    @property
+    def name(self) -> str:
+        """The model id without its weights hash: ``ssd_mobilenet_v2_coco``."""
+        return self.model_id.split("@", 1)[0]
+
+
+def stream_settings(
+    config: ingest_service_pb2.StreamConfig, model: ModelDescription, limits: IngestConfig
+) -> StreamSettings:
+    """Validates a StreamConfig and returns the settings in force."""
+    if not _STREAM_ID.match(config.stream_id):
+        raise errors.invalid_argument(
+            f"stream_id {config.stream_id!r} is not valid: use 1 to 128 letters, digits "
+            "or any of '._:-'"
+        )
+    if config.model and config.model not in (model.model_id, model.name):
+        raise FramewireError(
+            grpc.StatusCode.NOT_FOUND,
+            f"model {config.model!r} is not served here; this server runs {model.model_id!r}",
+        )
+    threshold = model.default_score_threshold
+    if config.HasField("score_threshold"):
+        threshold = config.score_threshold
+        if not (0.0 <= threshold <= 1.0) or math.isnan(threshold):
+            raise errors.invalid_argument(
+                f"score_threshold must be within [0, 1], not {config.score_threshold}"
+            )
+    if len(config.class_filter) > MAX_CLASS_FILTER:
+        raise errors.invalid_argument(f"class_filter has more than {MAX_CLASS_FILTER} labels")
+    unknown = sorted(set(config.class_filter) - set(model.labels))
+    if unknown:
+        raise errors.invalid_argument(
+            f"class_filter names labels the model does not have: {', '.join(unknown)}"
+        )
+    if len(config.client_version) > MAX_CLIENT_VERSION:
+        raise errors.invalid_argument(
+            f"client_version is longer than {MAX_CLIENT_VERSION} characters"
+        )
+    max_in_flight = config.max_in_flight or limits.default_max_in_flight
+    return StreamSettings(
+        stream_id=config.stream_id,
+        score_threshold=threshold,
+        class_filter=tuple(dict.fromkeys(config.class_filter)),
+        max_in_flight=min(max_in_flight, limits.max_in_flight_cap),
+        client_version=config.client_version,
+    )
+
+
+def check_frame(frame: ingest_service_pb2.Frame, last_seq: int, limits: IngestConfig) -> None:
+    """Raises the error that ends the stream when a frame breaks a protocol rule or limit."""
+    if frame.seq <= last_seq:
+        raise errors.invalid_argument(
+            f"frame seq {frame.seq} is not greater than the previous seq {last_seq}: "
+            "seq must increase strictly within a stream"
+        )
+    if frame.encoding == common_pb2.ENCODING_UNSPECIFIED:
+        raise errors.invalid_argument(
+            f"frame {frame.seq} has encoding ENCODING_UNSPECIFIED: set it to ENCODING_JPEG"
+        )
+    if frame.encoding not in common_pb2.Encoding.values():
+        raise errors.invalid_argument(
+            f"frame {frame.seq} has unsupported encoding {frame.encoding}: "
+            "this server accepts ENCODING_JPEG"
+        )
+    if not frame.data:
+        raise errors.invalid_argument(f"frame {frame.seq} has no data")
+    if len(frame.data) > limits.max_frame_bytes:
+        raise errors.resource_exhausted(
+            f"frame {frame.seq} is {len(frame.data)} bytes, over the limit of "
+            f"{limits.max_frame_bytes}: lower the JPEG quality or the resolution"
+        )
+    if frame.width == 0 or frame.height == 0:
+        raise errors.invalid_argument(f"frame {frame.seq} must declare its width and height")
+    check_regions(frame.seq, frame.kept_regions)
+
+
+def check_regions(seq: int, regions: Sequence[common_pb2.BoundingBox]) -> None:
+    """Kept regions must be normalized boxes with min <= max."""
+    if len(regions) > MAX_KEPT_REGIONS:
+        raise errors.invalid_argument(
+            f"frame {seq} lists {len(regions)} kept regions; at most {MAX_KEPT_REGIONS}"
+        )
+    for box in regions:
+        values = (box.x_min, box.y_min, box.x_max, box.y_max)
+        if not all(0.0 <= value <= 1.0 for value in values) or (
+            box.x_min > box.x_max or box.y_min > box.y_max
+        ):
+            raise errors.invalid_argument(
+                f"frame {seq} has a kept region outside [0, 1] or with min > max: {values}"
+            )
+
+
+def check_image(frame: ingest_service_pb2.Frame, limits: IngestConfig) -> FramewireError | None:
+    """Reads the JPEG header; returns the per-frame error when the image is unusable."""
+    try:
+        header = read_jpeg_header(frame.data)
+    except ImageFormatError as error:
+        return errors.invalid_argument(f"frame {frame.seq}: {error}")
+    if (header.width, header.height) != (frame.width, frame.height):
+        return errors.invalid_argument(
+            f"frame {frame.seq} declares {frame.width}x{frame.height} but its JPEG header "
+            f"says {header.width}x{header.height}"
+        )
+    if header.pixels > limits.max_frame_pixels:
+        return errors.resource_exhausted(
+            f"frame {frame.seq} is {header.width}x{header.height} = {header.pixels} pixels, "
+            f"over the limit of {limits.max_frame_pixels}"
+        )
+    if not header.complete:
+        return errors.invalid_argument(f"frame {frame.seq}: the JPEG data is truncated")
+    return None
+
+
+def check_report(report: ingest_service_pb2.AgentReport, limits: IngestConfig) -> None:
+    """Raises when an AgentReport breaks the documented limits."""
+    if len(report.end_to_end_latencies) > limits.max_report_samples:
+        raise errors.invalid_argument(
+            f"AgentReport carries {len(report.end_to_end_latencies)} latency samples; "
+            f"at most {limits.max_report_samples}"
+        )
+    for latency in report.end_to_end_latencies:
+        if latency.seconds < 0 or latency.nanos < 0:
+            raise errors.invalid_argument("AgentReport has a negative latency")
+    for skip in report.skips:
+        if skip.reason not in ingest_service_pb2.SkipReason.values() or (
+            skip.reason == ingest_service_pb2.SKIP_REASON_UNSPECIFIED
+        ):
+            raise errors.invalid_argument(
+                f"AgentReport counts skips with reason {skip.reason}, which is not a known "
+                "SkipReason"
+            )

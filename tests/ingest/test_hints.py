@@ -1,0 +1,59 @@
+"""The FlowHint policy: advise only what the server knows and the agent can act on."""
+
+from __future__ import annotations
+
+import pytest
+
+from framewire.ingest.hints import StreamLoad, advise, worth_sending
+from framewire.v1 import ingest_service_pb2
+
+
+def load(received: int, answered: int, skipped: int, side: int = 640, size: int = 30_000):
+    return StreamLoad(
+        received=received,
+        answered=answered,
+        skipped=skipped,
+        largest_side=side,
+        largest_bytes=size,
+    )
+
+
+def test_a_stream_that_keeps_up_gets_no_advice() -> None:
+    assert (
+        advise(load(0, 0, 0), load(40, 40, 0), 2.0, model_side=640, max_frame_bytes=10**6) is None
+    )
+
+
+def test_heavy_skipping_suggests_the_rate_the_server_sustains() -> None:
+    hint = advise(load(0, 0, 0), load(60, 20, 40), 2.0, model_side=640, max_frame_bytes=10**6)
+    assert hint is not None
+    assert hint.target_fps == pytest.approx(10.0)
+    assert not hint.HasField("scale")
+    assert not hint.HasField("jpeg_quality")
+    assert "40 of 60 frames were skipped" in hint.reason
+
+
+def test_frames_far_larger_than_the_model_input_suggest_scaling() -> None:
+    hint = advise(
+        load(0, 0, 0), load(10, 10, 0, side=1920), 2.0, model_side=300, max_frame_bytes=10**6
+    )
+    assert hint is not None
+    assert hint.scale == pytest.approx(600 / 1920, abs=0.01)
+    assert not hint.HasField("target_fps")
+
+
+def test_frames_near_the_byte_limit_suggest_lower_quality() -> None:
+    hint = advise(
+        load(0, 0, 0), load(10, 10, 0, size=700_000), 2.0, model_side=640, max_frame_bytes=10**6
+    )
+    assert hint is not None
+    assert hint.jpeg_quality == 70
+
+
+def test_repeats_are_suppressed_until_something_changes() -> None:
+    first = ingest_service_pb2.FlowHint(target_fps=10)
+    assert worth_sending(None, first, 0)
+    assert not worth_sending(first, ingest_service_pb2.FlowHint(target_fps=10.5), 5)
+    assert worth_sending(first, ingest_service_pb2.FlowHint(target_fps=5), 5)
+    assert worth_sending(first, ingest_service_pb2.FlowHint(target_fps=10, scale=0.5), 5)
+    assert worth_sending(first, ingest_service_pb2.FlowHint(target_fps=10), 31)
