@@ -25,12 +25,14 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 # Reinstall only when the project definition changed since the last install.
 stamp="$venv/.framewire-installed"
-wanted="$(cat "$root/pyproject.toml" | sha256sum | cut -d' ' -f1) $extras"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
+project="$(sha256sum <"$root/pyproject.toml" | cut -d' ' -f1)"
+installed="$(cat "$stamp" 2>/dev/null || true)"
+# dev includes every other extra, so an environment set up for the tests also runs the demo.
+if [ "$installed" != "$project $extras" ] && [ "$installed" != "$project dev" ]; then
     echo "installing framewire[$extras] into $venv" >&2
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root[$extras]"
-    echo "$wanted" >"$stamp"
+    echo "$project $extras" >"$stamp"
 fi
 
 # Optional system packages for the integration tests.

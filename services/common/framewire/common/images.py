@@ -70,14 +70,14 @@ def read_jpeg_header(data: bytes) -> ImageHeader:
             raise ImageFormatError("corrupt JPEG: end of image before any scan")
         if position + 2 > size:
             break
-        length = int.from_bytes(data[position : position + 2], "big")
+        length = data[position] << 8 | data[position + 1]
         if length < 2:
             raise ImageFormatError(f"corrupt JPEG: segment length {length} at byte {position}")
         if marker in _SOF_MARKERS and header is None:
             if position + 8 > size:
                 break
-            height = int.from_bytes(data[position + 3 : position + 5], "big")
-            width = int.from_bytes(data[position + 5 : position + 7], "big")
+            height = data[position + 3] << 8 | data[position + 4]
+            width = data[position + 5] << 8 | data[position + 6]
             channels = data[position + 7]
             if width == 0 or height == 0:
                 raise ImageFormatError(
@@ -87,7 +87,9 @@ def read_jpeg_header(data: bytes) -> ImageHeader:
         if marker == _SOS:
             if header is None:
                 raise ImageFormatError("corrupt JPEG: scan data before any frame header")
-            complete = data.find(_EOI, position + length) != -1
+            # Searching from the end finds the EOI of a whole image at once; only
+            # truncated data is scanned in full.
+            complete = data.rfind(_EOI, position + length) != -1
             return ImageHeader(*header, complete=complete)
         position += length
     raise ImageFormatError("truncated JPEG: the data ends inside the header")

@@ -1,0 +1,236 @@
+"""`framewire demo`: the whole loop on one machine, on real video.
+
+Starts the embedded server (`framewire serve`: ingest with SSD MobileNet v2
+COCO in-process) on a free local port, streams a real video to it with the
+edge agent, prints each frame's detections as they come back, and ends with
+the agent's summary and a snapshot of the server's Prometheus metrics.
+
+The video: ``--video PATH``, or else OpenCV's ``vtest.avi`` (people and cars
+on a street) from Debian's ``opencv-doc`` package, fetched once with
+``apt-get download`` into ``~/.cache/framewire/media``, or else a clip made
+from scikit-image's sample photos. See ``framewire.edge_agent.media``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from framewire.common.logs import configure_logging
+from framewire.common.serving import ListenConfig, LoopThread
+from framewire.common.settings import parse_wxh
+from framewire.common.transport import TransportConfig
+from framewire.edge_agent import AgentError, EdgeAgent, ResultEvent
+from framewire.edge_agent.media import MediaError, demo_video
+from framewire.inference import EngineConfig
+from framewire.ingest.config import IngestConfig
+from framewire.ingest.serve_command import ServeConfig, start_serve
+from framewire.ingest.server import IngestServer
+
+DESCRIPTION = (
+    "Run the whole loop on this machine: the embedded server and an edge agent streaming "
+    "real video, printing detections live, then a latency summary and the server's metrics."
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+STAGES = ("queue", "decode", "preprocess", "inference", "postprocess", "total")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--video", type=Path, help="video file to stream (default: vtest.avi)")
+    parser.add_argument(
+        "--frames", type=int, default=150, help="frames to capture (default: 150, 15 s of vtest)"
+    )
+    parser.add_argument(
+        "--fps", type=float, default=None, help="capture rate (default: the video's own)"
+    )
+    parser.add_argument(
+        "--resize", type=parse_wxh, default=(640, 480), metavar="WxH",
+        help="size frames are sent at (default: 640x480)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--blackout", action="store_true", help="send only the regions around the last detections"
+    )
+    parser.add_argument("--model", type=Path, help="model file (default: SSD MobileNet v2 COCO)")
+    parser.add_argument(
+        "--backend", choices=("onnxruntime", "opencv"), help="model runtime (default: from model)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="do not print each frame")
+
+
+def describe(event: ResultEvent) -> str:
+    """One line per answer: what was found and how long it took."""
+    if event.kind == "skip_notice":
+        skipped = ", ".join(f"{seq} ({reason})" for seq, reason in event.skipped)
+        return f"        skipped by the server: {skipped}"
+    counts = collections.Counter(event.labels)
+    found = ", ".join(f"{count} {label}" for label, count in counts.most_common()) or "nothing"
+    if event.error:
+        found = f"error {event.error[0]}: {event.error[1]}"
+    latency = f"{event.latency * 1000:5.0f} ms" if event.latency is not None else "    -"
+    server = event.server_timings
+    stages = "  ".join(
+        f"{stage} {server[stage] * 1000:.0f}"
+        for stage in ("queue", "decode", "inference", "total")
+        if stage in server
+    )
+    keyframe = " key" if event.frame is not None and event.frame.keyframe else ""
+    skipped = f"  (+{len(event.skipped)} skipped)" if event.skipped else ""
+    return f"frame {event.seq:4d}{keyframe}: {found:<38} {latency}  server ms: {stages}{skipped}"
+
+
+def histogram_quantile(quantile: float, buckets: list[tuple[float, float]]) -> float | None:
+    """Estimates a quantile from cumulative (upper bound, count) buckets, as PromQL does."""
+    buckets = sorted(buckets)
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    rank = quantile * buckets[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for upper_bound, count in buckets:
+        if count >= rank:
+            if math.isinf(upper_bound):
+                return lower_bound
+            share = (rank - lower_count) / (count - lower_count) if count > lower_count else 1.0
+            return lower_bound + (upper_bound - lower_bound) * share
+        lower_bound, lower_count = upper_bound, count
+    return None
+
+
+def metrics_snapshot(text: str) -> str:
+    """The server metrics worth reading after a demo, from Prometheus text format."""
+    samples: dict[str, float] = {}
+    buckets: dict[str, list[tuple[float, float]]] = collections.defaultdict(list)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name.endswith("_bucket"):
+                key = sample.name.removesuffix("_bucket") + _label_text(
+                    {k: v for k, v in labels.items() if k != "le"}
+                )
+                buckets[key].append((float(labels["le"]), sample.value))
+            else:
+                samples[sample.name + _label_text(labels)] = sample.value
+
+    def count(name: str) -> int:
+        return int(samples.get(name, 0))
+
+    lines = [
+        "server metrics (Prometheus, framewire_*):",
+        f"  frames received {count('framewire_frames_received_total')}, processed "
+        f"{count('framewire_frames_processed_total')}, failed "
+        f"{count('framewire_frames_failed_total')}, skipped "
+        + ", ".join(
+            f"{count(f'framewire_frames_skipped_total{{reason={reason}}}')} {reason}"
+            for reason in ("superseded", "stale", "abandoned")
+        ),
+        f"  edge (agent reports): captured {count('framewire_edge_frames_captured_total')}, "
+        f"sent {count('framewire_edge_frames_sent_total')}, bytes "
+        f"{count('framewire_edge_sent_bytes_total')}",
+    ]
+    for stage in STAGES:
+        values = buckets.get(f"framewire_stage_latency_seconds{{stage={stage}}}", [])
+        p50, p95 = histogram_quantile(0.5, values), histogram_quantile(0.95, values)
+        if p50 is not None and p95 is not None:
+            lines.append(f"  stage {stage:<11} p50 {p50 * 1000:7.1f} ms   p95 {p95 * 1000:7.1f} ms")
+    e2e = buckets.get("framewire_end_to_end_latency_seconds", [])
+    p50, p95 = histogram_quantile(0.5, e2e), histogram_quantile(0.95, e2e)
+    if p50 is not None and p95 is not None:
+        lines.append(
+            f"  end to end        p50 {p50 * 1000:7.1f} ms   p95 {p95 * 1000:7.1f} ms"
+            "   (capture to result, reported by the agent)"
+        )
+    batches = samples.get("framewire_batch_size_count", 0)
+    if batches:
+        mean = samples.get("framewire_batch_size_sum", 0) / batches
+        lines.append(f"  batches {int(batches)}, mean size {mean:.2f}")
+    return "\n".join(lines)
+
+
+def _label_text(labels: dict[str, str]) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f"{key}={value}" for key, value in sorted(labels.items())) + "}"
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging("warning")
+    if args.video is not None:
+        if not args.video.is_file():
+            print(f"framewire demo: no such video file: {args.video}", file=sys.stderr)
+            return 2
+        video, origin = args.video, "given with --video"
+    else:
+        try:
+            found = demo_video()
+        except MediaError as error:
+            print(f"framewire demo: {error}", file=sys.stderr)
+            return 1
+        video, origin = found.path, f"{found.description}; licence: {found.licence}"
+    print(f"video: {video}\n       {origin}")
+
+    engine = EngineConfig(model=args.model, backend=args.backend)
+    config = ServeConfig(
+        engine=engine,
+        ingest=IngestConfig(),
+        listen=ListenConfig(host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0),
+        transport=TransportConfig(),
+    )
+    print("starting the server (loading the model)...", flush=True)
+    loop = LoopThread("demo-server")
+    started = time.monotonic()
+    try:
+        server: IngestServer = loop.run(start_serve(config), timeout=300)
+    except (OSError, ValueError) as error:
+        loop.close()
+        print(f"framewire demo: the server could not start: {error}", file=sys.stderr)
+        return 1
+    model = server.hub.model
+    print(
+        f"server: 127.0.0.1:{server.port}, model {model.model_id if model else '?'} "
+        f"(ready in {time.monotonic() - started:.1f} s); metrics: "
+        f"http://127.0.0.1:{server.metrics_port}/metrics"
+    )
+    print(f"agent: streaming {args.frames} frames at {args.resize[0]}x{args.resize[1]}\n")
+    agent = EdgeAgent(
+        server=f"127.0.0.1:{server.port}",
+        source=str(video),
+        stream_id="demo",
+        frames=args.frames,
+        fps=args.fps,
+        resize=args.resize,
+        blackout=args.blackout,
+        connect_timeout=10.0,
+    )
+    status = 0
+    try:
+        summary = agent.run(on_result=None if args.quiet else lambda e: print(describe(e)))
+    except AgentError as error:
+        print(f"framewire demo: {error}", file=sys.stderr)
+        summary = None
+        status = error.exit_code
+    except KeyboardInterrupt:
+        agent.stop()
+        summary = None
+        status = 130
+    finally:
+        text = generate_latest(server.registry).decode()
+        loop.run(server.stop(5.0), timeout=60)
+        loop.close()
+    if summary is not None:
+        print("\n" + summary.format())
+        problems = summary.check()
+        for problem in problems:
+            print(f"accounting error: {problem}", file=sys.stderr)
+        if problems or summary.processed == 0:
+            status = 1
+    print("\n" + metrics_snapshot(text))
+    return status

@@ -1,0 +1,109 @@
+"""The ``edge-agent`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+from framewire.common import __version__, settings
+from framewire.common.logs import configure_logging
+from framewire.edge_agent.agent import AgentError, EdgeAgent
+from framewire.edge_agent.config import AgentConfig
+from framewire.edge_agent.output import ResultEvent, StatusLine
+
+EXIT_CODES = {
+    0: "the source ended, --frames/--duration was reached, or SIGINT/SIGTERM stopped it",
+    1: "an unexpected error (a bug: please report it)",
+    2: "a bad flag or environment value",
+    3: "the source cannot be opened or broke while reading",
+    4: "the ingest server could not be reached for --connect-timeout",
+    5: "the server refused the stream (bad stream id, unknown model or label, ...)",
+    6: "an output (--record) cannot be written",
+}
+
+EPILOG = (
+    "examples:\n"
+    "  edge-agent --server 10.0.0.5:50051 --source 0 --resize 480x270 --blackout\n"
+    "  edge-agent --server localhost:50051 --source video.mp4 --output jsonl\n"
+    "  edge-agent --source rtsp://cam/stream --on-detect 'logger -t cam' "
+    "--on-detect-classes person\n\n"
+    "exit codes:\n" + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-agent",
+        description="Capture frames on this device, compress them and stream them to a "
+        "framewire ingest server, which streams detections back.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    settings.add_arguments(parser, AgentConfig)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = settings.from_namespace(AgentConfig, args)
+    except ValueError as error:
+        parser.error(str(error))
+    configure_logging(config.output.log_level)
+    agent = EdgeAgent(config)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        agent.stop()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+    mode = config.output.output
+    status: StatusLine | None = None
+    if mode == "auto" and sys.stdout.isatty():
+        status = StatusLine(sys.stdout)
+
+    def show(event: ResultEvent) -> None:
+        if mode == "jsonl":
+            print(json.dumps(event.to_json()), flush=True)
+        elif status is not None:
+            ledger = agent.ledger
+            status.update(
+                sent=ledger.sent,
+                answered=ledger.processed + ledger.failed,
+                skipped=sum(ledger.server_skipped.values()),
+                bytes_sent=ledger.bytes_sent,
+                latencies=ledger.latencies,
+                connected=agent.connected,
+            )
+
+    started = time.monotonic()
+    code = 0
+    try:
+        summary = agent.run(on_result=show)
+    except AgentError as error:
+        summary = agent.summary(time.monotonic() - started)
+        print(f"edge-agent: {error}", file=sys.stderr)
+        code = error.exit_code
+    finally:
+        if status is not None:
+            status.close()
+    if mode == "jsonl":
+        print(json.dumps(summary.to_json()), flush=True)
+        print(summary.format(), file=sys.stderr)
+    else:
+        print(summary.format())
+    for problem in summary.check():
+        print(f"edge-agent: accounting error: {problem}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

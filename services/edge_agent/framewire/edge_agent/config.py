@@ -1,0 +1,167 @@
+"""Every flag and default of the edge agent, in one place."""
+
+from __future__ import annotations
+
+import math
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from framewire.common.settings import option, parse_duration
+from framewire.common.transport import TransportConfig
+from framewire.edge_agent.compression import CompressionConfig
+
+_SERVER = re.compile(r"^(dns:///)?[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
+_STREAM_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+OUTPUTS = ("auto", "jsonl", "none")
+
+
+def _default_stream_id() -> str:
+    host = re.sub(r"[^A-Za-z0-9._:\-]", "-", socket.gethostname())[:100] or "edge"
+    return f"{host}-cam"
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.strip().lower() in ("", "none") else float(text)
+
+
+def _optional_duration(text: str) -> float | None:
+    return None if text.strip().lower() in ("", "none") else parse_duration(text)
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.strip().lower() in ("", "none") else int(text)
+
+
+def _optional_path(text: str) -> Path | None:
+    return None if text.strip().lower() in ("", "none") else Path(text)
+
+
+def _optional_text(text: str) -> str | None:
+    return None if not text.strip() else text
+
+
+def _labels(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """What the agent asks of the server and how it talks to it."""
+
+    server: str = option(
+        "127.0.0.1:50051", "ingest server as host:port (or dns:///name:port)", metavar="HOST:PORT"
+    )
+    stream_id: str = option(
+        _default_stream_id(), "name of this device's stream (letters, digits, '._:-')"
+    )
+    model: str = option("", "model the stream asks for; empty: whatever the server runs")
+    score_threshold: float | None = option(
+        None,
+        "drop detections scoring below this, 0..1; none: the server's default",
+        parse=_optional_float,
+    )
+    classes: tuple[str, ...] = option(
+        (),
+        "only return these labels, comma-separated (e.g. person,car); empty: all",
+        parse=_labels,
+    )
+    max_in_flight: int = option(
+        2, "frames sent and not yet answered at most; a newer capture replaces a waiting one"
+    )
+    follow_hints: bool = option(
+        False, "follow the server's FlowHints (frame rate, scale, JPEG quality)"
+    )
+    connect_timeout: float = option(
+        30.0,
+        "give up when no connection could be made for this long (also after a lost one)",
+        parse=parse_duration,
+    )
+    report_interval: float = option(
+        1.0,
+        "how often to send an AgentReport (the server may ask for another)",
+        parse=parse_duration,
+    )
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    """Where frames come from and how many."""
+
+    source: str = option(
+        "0",
+        "camera index, video file, directory of images, rtsp://, http:// URL, "
+        "or a GStreamer pipeline (with '!')",
+    )
+    fps: float | None = option(
+        None,
+        "frames per second to capture; none: a file's own rate, a camera's full rate",
+        parse=_optional_float,
+    )
+    loop: bool = option(False, "start a video file or image folder again at its end")
+    frames: int | None = option(None, "stop after capturing this many frames", parse=_optional_int)
+    duration: float | None = option(
+        None, "stop after this long (e.g. 30s, 5m)", parse=_optional_duration
+    )
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What the agent shows and does with results."""
+
+    output: str = option(
+        "auto",
+        "auto: a live status line when stdout is a terminal; jsonl: one JSON line per "
+        "answer on stdout (schema in README); none: only the summary",
+        choices=OUTPUTS,
+    )
+    on_detect: str | None = option(
+        None,
+        "shell command to run for each result with a matching detection; "
+        "gets the result as JSON on stdin; never blocks capture",
+        parse=_optional_text,
+        metavar="CMD",
+    )
+    on_detect_classes: tuple[str, ...] = option(
+        (), "labels that trigger --on-detect, comma-separated; empty: any", parse=_labels
+    )
+    record: Path | None = option(
+        None,
+        "write the frames as sent, with boxes and labels drawn, to this video (.mp4 or .avi)",
+        parse=_optional_path,
+        metavar="PATH",
+    )
+    log_level: str = option("warning", "log level", choices=("debug", "info", "warning", "error"))
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Everything `edge-agent` takes."""
+
+    stream: StreamOptions = StreamOptions()
+    capture: CaptureOptions = CaptureOptions()
+    compression: CompressionConfig = CompressionConfig()
+    output: OutputOptions = OutputOptions()
+    transport: TransportConfig = TransportConfig()
+
+    def __post_init__(self) -> None:
+        stream, capture = self.stream, self.capture
+        if not _SERVER.match(stream.server):
+            raise ValueError(f"--server {stream.server!r} must look like host:port")
+        if not _STREAM_ID.match(stream.stream_id):
+            raise ValueError(
+                f"--stream-id {stream.stream_id!r}: use 1 to 128 letters, digits or '._:-'"
+            )
+        if stream.score_threshold is not None and not 0.0 <= stream.score_threshold <= 1.0:
+            raise ValueError("--score-threshold must be within 0..1")
+        if not 1 <= stream.max_in_flight <= 64:
+            raise ValueError("--max-in-flight must be within 1..64")
+        if stream.connect_timeout <= 0 or stream.report_interval <= 0:
+            raise ValueError("--connect-timeout and --report-interval must be positive")
+        if capture.fps is not None and not (capture.fps > 0 and math.isfinite(capture.fps)):
+            raise ValueError("--fps must be a positive number")
+        if capture.frames is not None and capture.frames <= 0:
+            raise ValueError("--frames must be positive")
+        if capture.duration is not None and capture.duration <= 0:
+            raise ValueError("--duration must be positive")

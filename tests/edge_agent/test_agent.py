@@ -1,0 +1,168 @@
+"""The edge agent against a real `framewire serve`: detections, accounting, blackout, reconnects."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from framewire.edge_agent import EdgeAgent
+from framewire.edge_agent.output import ResultEvent, Summary
+from framewire.ingest.serve_command import start_serve
+from framewire.ingest.server import IngestServer
+from tests.conftest import shared_file
+from tests.harness import (
+    Process,
+    ServerThread,
+    framewire_command,
+    free_port,
+    metric_value,
+    running,
+    scrape,
+)
+from tests.ingest.conftest import serve_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def serve() -> Iterator[ServerThread[IngestServer]]:
+    server = ServerThread(lambda: start_serve(serve_config()))
+    yield server
+    server.stop()
+
+
+def vtest() -> str:
+    return str(shared_file("media/vtest.avi"))
+
+
+def run_agent(port: int, **options: object) -> tuple[Summary, list[ResultEvent]]:
+    events: list[ResultEvent] = []
+    agent = EdgeAgent(server=f"127.0.0.1:{port}", source=vtest(), **options)
+    summary = agent.run(on_result=events.append)
+    return summary, events
+
+
+def test_vtest_through_the_agent_finds_people_and_cars_and_every_frame_is_counted(
+    serve: ServerThread[IngestServer],
+) -> None:
+    before = scrape(serve.server.metrics_port)
+    summary, events = run_agent(
+        serve.server.port, stream_id="agent-vtest", frames=60, fps=20.0, resize=(480, 270)
+    )
+    assert summary.check() == []
+    assert summary.captured == 60
+    assert summary.processed > 10
+    assert summary.detections["person"] > summary.processed  # several people per frame
+    assert summary.detections["car"] > 0
+    assert summary.lost == 0
+    assert summary.processed + summary.failed == len([e for e in events if e.kind == "result"])
+    latencies = [e.latency for e in events if e.latency is not None]
+    assert len(latencies) == summary.processed
+    assert all(0 < latency < 10 for latency in latencies)
+
+    # The server's books agree with the agent's, and the agent's reports arrived.
+    after = scrape(serve.server.metrics_port)
+
+    def delta(name: str, **labels: str) -> float:
+        return metric_value(after, name, **labels) - metric_value(before, name, **labels)
+
+    received = delta("framewire_frames_received_total")
+    assert received == summary.sent
+    assert received == (
+        delta("framewire_frames_processed_total")
+        + delta("framewire_frames_failed_total")
+        + delta("framewire_frames_skipped_total")
+    )
+    assert delta("framewire_edge_frames_captured_total") == summary.captured
+    assert delta("framewire_edge_frames_sent_total") == summary.sent
+    assert delta("framewire_edge_sent_bytes_total") == summary.bytes_sent
+    edge_skips = delta("framewire_edge_frames_skipped_total")
+    assert edge_skips == sum(summary.skipped_edge.values())
+    assert delta("framewire_end_to_end_latency_seconds_count") == summary.processed
+
+
+def test_blackout_sends_fewer_bytes_keeps_finding_people_and_keyframes_on_schedule(
+    serve: ServerThread[IngestServer],
+) -> None:
+    common = {"frames": 40, "fps": 10.0, "resize": (480, 270), "max_in_flight": 1}
+    full, _ = run_agent(serve.server.port, stream_id="full", **common)
+    blacked, events = run_agent(
+        serve.server.port, stream_id="blackout", blackout=True, keyframe_interval=5, **common
+    )
+    assert full.check() == blacked.check() == []
+    full_bytes = full.bytes_sent / full.sent
+    blackout_bytes = blacked.bytes_sent / blacked.sent
+    ratio = blackout_bytes / full_bytes
+    print(
+        f"\nbytes per frame at 480x270: full {full_bytes:.0f}, blackout {blackout_bytes:.0f} "
+        f"(ratio {ratio:.2f})"
+    )
+    assert ratio < 0.9
+
+    results = [e for e in events if e.kind == "result" and e.frame is not None]
+    # Keyframes: the first frame, then every 5th frame sent (every result had people).
+    assert all(e.detections for e in results)
+    keyframes = [index for index, e in enumerate(results) if e.frame.keyframe]  # type: ignore[union-attr]
+    assert keyframes == list(range(0, len(results), 5))
+    # People are still found in blacked-out frames.
+    blacked_out = [e for e in results if not e.frame.keyframe]  # type: ignore[union-attr]
+    assert len(blacked_out) >= 5
+    with_people = sum(any(d.label == "person" for d in e.detections) for e in blacked_out)
+    assert with_people >= 0.9 * len(blacked_out)
+
+
+def test_agent_reconnects_when_the_server_restarts_and_counts_what_was_lost() -> None:
+    port = free_port()
+    command = framewire_command(
+        "serve", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "-1"
+    )
+    events: list[ResultEvent] = []
+    outcome: dict[str, object] = {}
+    agent = EdgeAgent(
+        server=f"127.0.0.1:{port}",
+        source=vtest(),
+        loop=True,
+        fps=10.0,
+        resize=(480, 270),
+        connect_timeout=60.0,
+        stream_id="restart",
+    )
+
+    def run() -> None:
+        try:
+            outcome["summary"] = agent.run(on_result=events.append)
+        except Exception as error:  # surfaced by the assert below
+            outcome["error"] = error
+
+    with running(Process(command)) as first:
+        first.wait_for_line(r"IngestService serving on", timeout=60)
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while len(events) < 10 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(events) >= 10, "no results before the restart"
+        first.signal(signal.SIGKILL)
+        first.wait(10)
+    answered_before = len(events)
+    time.sleep(1.0)
+    with running(Process(command)) as second:
+        second.wait_for_line(r"IngestService serving on", timeout=60)
+        deadline = time.monotonic() + 30
+        while len(events) < answered_before + 10 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        agent.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert "error" not in outcome, outcome
+    summary = outcome["summary"]
+    assert isinstance(summary, Summary)
+    assert summary.check() == []
+    assert summary.reconnects >= 1
+    assert len(events) >= answered_before + 10, "no results after the restart"
+    assert summary.skipped_edge.get("disconnected", 0) > 0  # frames captured while down
+    assert summary.processed >= 20
