@@ -6,7 +6,6 @@ free port, and are stopped through their real shutdown path.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
@@ -17,13 +16,15 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
+
+from framewire.common.serving import LoopThread
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -31,45 +32,17 @@ T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class LoopThread:
-    """An asyncio event loop running in a daemon thread."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self.loop.run_forever, name="server-loop", daemon=True
-        )
-        self._thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 120.0) -> T:
-        """Runs a coroutine on the loop and returns its result."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def close(self) -> None:
-        async def cancel_rest() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        with contextlib.suppress(Exception):
-            self.run(cancel_rest(), timeout=10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        self.loop.close()
-
-
 class ServerThread(Generic[S]):
     """A server started by an async factory, on its own loop thread."""
 
     def __init__(self, start: Callable[[], Awaitable[S]]) -> None:
-        self.loop = LoopThread()
+        self.loop = LoopThread("test-server")
 
         async def started() -> S:
             return await start()
 
         try:
-            self.server = self.loop.run(started())
+            self.server = self.loop.run(started(), timeout=120)
         except BaseException:
             self.loop.close()
             raise

@@ -220,3 +220,22 @@ def test_every_frame_is_answered_exactly_once_in_any_interleaving(seed: int) -> 
     )
     assert len(skipped) == counts[Outcome.SUPERSEDED] + counts[Outcome.STALE]
     assert stream.unanswered == 0
+
+
+def test_a_stream_that_ends_with_a_frame_waiting_counts_it_abandoned() -> None:
+    counted: list[Outcome] = []
+    stream = StreamSession(
+        7,
+        StreamSettings("cam", 0.5, (), 4, "test"),
+        on_outcome=counted.append,
+    )
+    stream.accept(frame(1), now=0.0)
+    taken = stream.take(now=0.0, max_age=1.0)
+    assert taken is not None
+    stream.accept(frame(2), now=0.1)
+    stream.abandon()
+    assert stream.slot is None
+    # The frame already in a batch is still counted when its batch returns.
+    stream.complete(1, ok(1))
+    assert counted == [Outcome.ABANDONED, Outcome.PROCESSED]
+    assert stream.received == sum(stream.outcomes.values())

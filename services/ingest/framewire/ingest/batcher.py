@@ -76,6 +76,11 @@ class Batcher:
         return min([self._config.max_batch_size, *models])
 
     @property
+    def waiting_streams(self) -> int:
+        """Streams with a frame waiting for a batch."""
+        return len(self._line)
+
+    @property
     def batches_in_flight(self) -> int:
         """Batches sent and not yet answered."""
         return len(self._batches)
@@ -90,14 +95,12 @@ class Batcher:
     def stream_closed(self, session: StreamSession) -> None:
         """Forgets a stream; its frames in flight are answered into the void."""
         self._open_streams -= 1
-        if self._line.pop(session.key, None) is not None:
-            self._metrics.queue_depth.set(len(self._line))
+        self._line.pop(session.key, None)
         self._wake.set()
 
     def offer(self, session: StreamSession) -> None:
         """The stream's slot just filled: it joins the end of the line."""
         self._line[session.key] = session
-        self._metrics.queue_depth.set(len(self._line))
         self._wake.set()
 
     def hurry(self) -> None:
@@ -157,7 +160,6 @@ class Batcher:
             pending = session.take(now, self._config.max_frame_age)
             if pending is not None:
                 batch.append(pending)
-        self._metrics.queue_depth.set(len(self._line))
         return batch
 
     def _fail_waiting(self, error: FramewireError) -> None:
@@ -167,18 +169,15 @@ class Batcher:
             pending = session.take(now, self._config.max_frame_age)
             if pending is not None:
                 session.complete(pending.seq, failed_result(pending.frame, error))
-        self._metrics.queue_depth.set(0)
 
     def _dispatch(self, target: InferenceTarget, batch: list[PendingFrame]) -> None:
         target.in_flight += 1
         task = asyncio.create_task(self._run_batch(target, batch), name=f"batch to {target.name}")
         self._batches.add(task)
-        self._metrics.batches_in_flight.set(len(self._batches))
         self._metrics.batch_size.observe(len(batch))
 
         def finished(done: asyncio.Task[None]) -> None:
             self._batches.discard(done)
-            self._metrics.batches_in_flight.set(len(self._batches))
             log_task_failure(done)
             self._wake.set()
 
@@ -288,9 +287,9 @@ class Batcher:
         return result
 
     def _observe(self, timings: common_pb2.StageTimings) -> None:
-        histogram = self._metrics.stage_latency
-        histogram.labels(stage="queue").observe(seconds(timings.queue))
-        for stage in _MODEL_STAGES:
-            if timings.HasField(stage):
-                histogram.labels(stage=stage).observe(seconds(getattr(timings, stage)))
-        histogram.labels(stage="total").observe(seconds(timings.total))
+        stage = self._metrics.stage
+        stage["queue"].observe(seconds(timings.queue))
+        for name in _MODEL_STAGES:
+            if timings.HasField(name):
+                stage[name].observe(seconds(getattr(timings, name)))
+        stage["total"].observe(seconds(timings.total))

@@ -125,7 +125,6 @@ class Hub:
         self._streams[session.key] = stream
         self._all_closed.clear()
         self.batcher.stream_opened()
-        self._metrics.active_streams.inc()
         _LOGGER.info(
             "stream %s opened (%s, max_in_flight %d)",
             settings.stream_id,
@@ -156,7 +155,6 @@ class Hub:
             session.abandon()
             del self._streams[session.key]
             self.batcher.stream_closed(session)
-            self._metrics.active_streams.dec()
             if not self._streams:
                 self._all_closed.set()
             _LOGGER.info(
@@ -274,9 +272,7 @@ class Hub:
         for latency in report.end_to_end_latencies:
             self._metrics.end_to_end_latency.observe(seconds(latency))
         for skip in report.skips:
-            self._metrics.edge_frames_skipped.labels(reason=_SKIP_LABELS[skip.reason]).inc(
-                skip.count
-            )
+            self._metrics.edge_skipped_by_reason[_SKIP_LABELS[skip.reason]].inc(skip.count)
         self._metrics.edge_frames_captured.inc(report.frames_captured)
         self._metrics.edge_frames_sent.inc(report.frames_sent)
         self._metrics.edge_bytes_sent.inc(report.bytes_sent)
@@ -287,7 +283,7 @@ class Hub:
         elif outcome is Outcome.FAILED:
             self._metrics.frames_failed.inc()
         else:
-            self._metrics.frames_skipped.labels(reason=outcome.value).inc()
+            self._metrics.skipped_by_reason[outcome.value].inc()
 
     async def _abort(
         self, context: grpc.aio.ServicerContext[Any, Any], error: FramewireError

@@ -2,18 +2,39 @@
 
 Names follow Prometheus conventions (``framewire_`` prefix, base units,
 ``_total`` counters). Labels take only a fixed set of values (stage names,
-skip reasons, configured inference targets); nothing per stream or per frame.
+skip reasons, status codes, configured inference targets); nothing per stream
+or per frame.
+
+Everything updated per frame lives on the event loop's thread, so those
+metrics are :class:`~framewire.common.metrics.LoopMetrics` (plain numbers, no
+locks); gauges are read from the live state when scraped.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Callable
 
-from framewire.common.metrics import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from framewire.common.metrics import (
+    BATCH_SIZE_BUCKETS,
+    LATENCY_BUCKETS,
+    LoopCounter,
+    LoopHistogram,
+    LoopMetrics,
+)
 
 STAGES = ("queue", "decode", "preprocess", "inference", "postprocess", "total")
 INGEST_SKIP_REASONS = ("superseded", "stale", "abandoned")
 EDGE_SKIP_REASONS = ("superseded", "stale", "disconnected")
+
+
+def _one(children: dict[tuple[str, ...], LoopCounter]) -> LoopCounter:
+    return children[()]
+
+
+def _by_label(children: dict[tuple[str, ...], LoopCounter]) -> dict[str, LoopCounter]:
+    return {values[0]: counter for values, counter in children.items()}
 
 
 class IngestMetrics:
@@ -21,52 +42,71 @@ class IngestMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.frames_received = Counter(
-            "framewire_frames_received",
-            "Frames received from agents.",
-            registry=registry,
+        loop = LoopMetrics(registry)
+        self.frames_received = _one(
+            loop.counter("framewire_frames_received", "Frames received from agents.")
         )
-        self.frames_processed = Counter(
-            "framewire_frames_processed",
-            "Frames answered with detections.",
-            registry=registry,
+        self.frames_processed = _one(
+            loop.counter("framewire_frames_processed", "Frames answered with detections.")
         )
-        self.frames_failed = Counter(
-            "framewire_frames_failed",
-            "Frames answered with an error (bad image, model unavailable).",
-            registry=registry,
+        self.frames_failed = _one(
+            loop.counter(
+                "framewire_frames_failed",
+                "Frames answered with an error (bad image, model unavailable).",
+            )
         )
-        self.frames_skipped = Counter(
-            "framewire_frames_skipped",
-            "Frames received and never processed, by reason: superseded and stale (dropped "
-            "to stay real-time), abandoned (the stream ended before a batch took the frame).",
-            ["reason"],
-            registry=registry,
+        self.skipped_by_reason = _by_label(
+            loop.counter(
+                "framewire_frames_skipped",
+                "Frames received and never processed, by reason: superseded and stale "
+                "(dropped to stay real-time), abandoned (the stream ended before a batch "
+                "took the frame).",
+                {"reason": INGEST_SKIP_REASONS},
+            )
         )
-        self.frame_bytes = Counter(
-            "framewire_received_bytes",
-            "Encoded image bytes received.",
-            registry=registry,
+        self.frame_bytes = _one(
+            loop.counter("framewire_received_bytes", "Encoded image bytes received.")
         )
-        self.stage_latency = Histogram(
+        stages = loop.histogram(
             "framewire_stage_latency_seconds",
-            "Time a processed frame spent in each server stage "
-            "(total: receipt at ingest to result ready).",
-            ["stage"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            "Time a processed frame spent in each server stage (total: receipt at ingest "
+            "to result ready).",
+            LATENCY_BUCKETS,
+            {"stage": STAGES},
         )
-        self.end_to_end_latency = Histogram(
+        self.stage: dict[str, LoopHistogram] = {values[0]: h for values, h in stages.items()}
+        self.end_to_end_latency = loop.histogram(
             "framewire_end_to_end_latency_seconds",
             "Capture to result on the agent's clock, as reported by agents.",
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            LATENCY_BUCKETS,
+        )[()]
+        self.batch_size = loop.histogram(
+            "framewire_batch_size", "Frames per batch sent to a model.", BATCH_SIZE_BUCKETS
+        )[()]
+        self.edge_frames_captured = _one(
+            loop.counter(
+                "framewire_edge_frames_captured",
+                "Frames captured by agents, as reported by them.",
+            )
         )
-        self.batch_size = Histogram(
-            "framewire_batch_size",
-            "Frames per batch sent to a model.",
-            buckets=BATCH_SIZE_BUCKETS,
-            registry=registry,
+        self.edge_frames_sent = _one(
+            loop.counter(
+                "framewire_edge_frames_sent", "Frames sent by agents, as reported by them."
+            )
+        )
+        self.edge_bytes_sent = _one(
+            loop.counter(
+                "framewire_edge_sent_bytes",
+                "Encoded image bytes sent by agents, as reported by them.",
+            )
+        )
+        self.edge_skipped_by_reason = _by_label(
+            loop.counter(
+                "framewire_edge_frames_skipped",
+                "Frames agents dropped before sending or lost in transit, by reason, as "
+                "reported by them.",
+                {"reason": EDGE_SKIP_REASONS},
+            )
         )
         self.active_streams = Gauge(
             "framewire_active_streams", "Streams open now.", registry=registry
@@ -81,6 +121,11 @@ class IngestMetrics:
             "Batches sent to a model and not yet answered.",
             registry=registry,
         )
+        self.targets_usable = Gauge(
+            "framewire_inference_targets_usable",
+            "Inference targets that are reachable and serving.",
+            registry=registry,
+        )
         self.streams_rejected = Counter(
             "framewire_streams_rejected",
             "Streams refused or ended by the server, by status code.",
@@ -93,41 +138,20 @@ class IngestMetrics:
             ["target", "outcome"],
             registry=registry,
         )
-        self.targets_usable = Gauge(
-            "framewire_inference_targets_usable",
-            "Inference targets that are reachable and serving.",
-            registry=registry,
-        )
-        self.edge_frames_captured = Counter(
-            "framewire_edge_frames_captured",
-            "Frames captured by agents, as reported by them.",
-            registry=registry,
-        )
-        self.edge_frames_sent = Counter(
-            "framewire_edge_frames_sent",
-            "Frames sent by agents, as reported by them.",
-            registry=registry,
-        )
-        self.edge_bytes_sent = Counter(
-            "framewire_edge_sent_bytes",
-            "Encoded image bytes sent by agents, as reported by them.",
-            registry=registry,
-        )
-        self.edge_frames_skipped = Counter(
-            "framewire_edge_frames_skipped",
-            "Frames agents dropped before sending, by reason, as reported by them.",
-            ["reason"],
-            registry=registry,
-        )
         self.flow_hints = Counter(
-            "framewire_flow_hints",
-            "FlowHints sent to agents.",
-            registry=registry,
+            "framewire_flow_hints", "FlowHints sent to agents.", registry=registry
         )
-        # Expose every label value from the start so rates and sums work at once.
-        for reason in INGEST_SKIP_REASONS:
-            self.frames_skipped.labels(reason=reason)
-        for reason in EDGE_SKIP_REASONS:
-            self.edge_frames_skipped.labels(reason=reason)
-        for stage in STAGES:
-            self.stage_latency.labels(stage=stage)
+
+    def follow(
+        self,
+        *,
+        active_streams: Callable[[], float],
+        queue_depth: Callable[[], float],
+        batches_in_flight: Callable[[], float],
+        targets_usable: Callable[[], float],
+    ) -> None:
+        """Reads the gauges from the live state when scraped, costing nothing per frame."""
+        self.active_streams.set_function(active_streams)
+        self.queue_depth.set_function(queue_depth)
+        self.batches_in_flight.set_function(batches_in_flight)
+        self.targets_usable.set_function(targets_usable)

@@ -100,6 +100,12 @@ async def start_ingest_server(
     registry = registry if registry is not None else CollectorRegistry()
     metrics = IngestMetrics(registry)
     hub = Hub(config, targets, metrics)
+    metrics.follow(
+        active_streams=lambda: hub.open_streams,
+        queue_depth=lambda: hub.batcher.waiting_streams,
+        batches_in_flight=lambda: hub.batcher.batches_in_flight,
+        targets_usable=lambda: sum(target.usable for target in targets),
+    )
     grpc_server = await GrpcServer.start(
         listen,
         transport,
@@ -118,8 +124,6 @@ async def start_ingest_server(
         serving: bool | None = None
         while True:
             changed.clear()
-            usable = sum(target.usable for target in targets)
-            metrics.targets_usable.set(usable)
             if hub.serving != serving:
                 serving = hub.serving
                 await grpc_server.set_serving(serving)
