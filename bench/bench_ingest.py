@@ -26,7 +26,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,7 +94,7 @@ async def one_stream(
     room = asyncio.Event()
     room.set()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        call = ingest_service_pb2_grpc.IngestServiceStub(channel).StreamFrames()
+        call: Any = ingest_service_pb2_grpc.IngestServiceStub(channel).StreamFrames()  # type: ignore[call-arg]
         config = ingest_service_pb2.StreamConfig(stream_id=name, max_in_flight=window)
         await call.write(ingest_service_pb2.StreamFramesRequest(config=config))
         accepted = await call.read()
@@ -239,7 +239,9 @@ def subprocess_server(args: list[str], ready: str) -> Iterator[subprocess.Popen[
         process.stdout.close()
 
 
-def serve(port: int, metrics_port: int, *options: str) -> Iterator[subprocess.Popen[str]]:
+def serve(
+    port: int, metrics_port: int, *options: str
+) -> AbstractContextManager[subprocess.Popen[str]]:
     command = [
         sys.executable, "-m", "framewire.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
         "--metrics-host", "127.0.0.1", "--metrics-port", str(metrics_port), *options,
@@ -286,7 +288,7 @@ async def run_echo_server(port: int) -> None:
     await server.wait_for_termination()
 
 
-def echo(port: int) -> Iterator[subprocess.Popen[str]]:
+def echo(port: int) -> AbstractContextManager[subprocess.Popen[str]]:
     command = [sys.executable, "-m", "bench.bench_ingest", "--echo-server", str(port)]
     return subprocess_server(command, "echo serving")
 
@@ -327,7 +329,7 @@ def model_bound(frames: list[tuple[bytes, int, int]], duration: float) -> float:
     """Returns the capacity measured (frames/s) for the overload benchmark."""
     print("\n== model-bound: serve (SSD MobileNet v2, ONNX Runtime) vs the bare ORT session")
     from framewire.inference import Engine, EngineConfig
-    from framewire.inference.engine import decode_rgb
+    from framewire.inference.inputs import decode_rgb
 
     port, metrics_port = free_port(), free_port()
     with serve(port, metrics_port, "--model", str(SSD_ONNX), "--backend", "onnxruntime"):

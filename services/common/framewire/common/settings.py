@@ -140,7 +140,7 @@ def _fields(cls: type[Any]) -> list[tuple[dataclasses.Field[Any], Any]]:
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type[Any]) -> None:
     """Adds one flag per setting of ``cls`` (and of nested settings) to ``parser``."""
-    group = parser.add_argument_group(cls.__name__.removesuffix("Config").lower() + " settings")
+    group = parser.add_argument_group(_group_title(cls))
     for field, kind in _fields(cls):
         if _is_settings(kind):
             add_arguments(parser, kind)
@@ -184,6 +184,13 @@ def _checked(parse: Callable[[str], Any], name: str) -> Callable[[str], Any]:
 
     run.__name__ = name
     return run
+
+
+def _group_title(cls: type[Any]) -> str:
+    """``StreamOptions`` -> ``stream settings``, ``IngestConfig`` -> ``ingest settings``."""
+    name = cls.__name__.removesuffix("Config").removesuffix("Options")
+    words = re.findall(r"[A-Z][a-z0-9]*|[a-z0-9]+", name)
+    return " ".join(word.lower() for word in words) + " settings"
 
 
 def from_namespace(

@@ -38,12 +38,12 @@ class TransportConfig:
     )
     max_connection_age: float = option(
         1800.0,
-        "seconds after which the server closes a connection so agents rebalance; 0 disables",
+        "servers: seconds after which a connection is closed so agents rebalance; 0 disables",
         parse=parse_duration,
     )
     max_connection_age_grace: float = option(
         30.0,
-        "seconds an open stream may continue after its connection reached max age",
+        "servers: seconds an open stream may continue after its connection reached max age",
         parse=parse_duration,
     )
 

@@ -220,7 +220,9 @@ class Batcher:
                 result = self._frame_result(
                     pending, response.results[index], response.model_id, len(batch)
                 )
-            result.timings.queue.CopyFrom(duration(dispatched - pending.received_at))
+            # Queue: waiting at ingest, plus waiting at the model for another batch.
+            model_queue = seconds(result.timings.queue) if result.timings.HasField("queue") else 0
+            result.timings.queue.CopyFrom(duration(dispatched - pending.received_at + model_queue))
             result.timings.total.CopyFrom(duration(done - pending.received_at))
             if not result.HasField("error"):
                 self._observe(result.timings)
@@ -274,6 +276,7 @@ class Batcher:
             batch_size=batch_size,
             model_id=model_id,
             timings=common_pb2.StageTimings(
+                queue=image.timings.queue,
                 decode=image.timings.decode,
                 preprocess=image.timings.preprocess,
                 inference=image.timings.inference,

@@ -1,0 +1,212 @@
+"""Backends: the runtimes that execute a model on a batch of input tensors.
+
+The interface is shaped for batched accelerators as much as for CPUs:
+
+- The engine owns a few preallocated input batches of ``[max_batch, ...]``,
+  allocated once through :meth:`Backend.allocate_input` (a TensorRT backend
+  returns page-locked host memory there), and fills image slots in place.
+- :meth:`Backend.run` takes the first ``n`` images of such a batch (or the
+  whole batch for models with a fixed batch size) and returns the outputs as
+  arrays the caller owns: the next run must not overwrite them.
+- The engine warms every backend up with a full ``max_batch`` before it
+  reports SERVING, so lazy allocation and kernel selection happen then.
+
+``run`` is called by one thread at a time (the engine holds a lock around
+it); everything else may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+from pathlib import Path
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from framewire.inference.models import ModelFiles
+from framewire.inference.signature import ModelSignature, TensorInfo, read_onnx_signature
+
+_LOGGER = logging.getLogger(__name__)
+
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(double)": "float64",
+}
+_CUDA = "CUDAExecutionProvider"
+_CPU = "CPUExecutionProvider"
+
+
+class Backend(abc.ABC):
+    """A loaded model behind one runtime."""
+
+    name: ClassVar[str]
+
+    def __init__(self, signature: ModelSignature) -> None:
+        self.signature = signature
+
+    def allocate_input(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+        """Allocates one reusable input batch; accelerators override this for pinned memory."""
+        return np.zeros(shape, dtype=dtype)
+
+    @abc.abstractmethod
+    def run(self, batch: npt.NDArray[Any]) -> list[npt.NDArray[np.float32]]:
+        """Runs the model on a C-contiguous batch; returns its outputs in signature order."""
+
+    def describe(self) -> str:
+        """A short description for the start-up log (runtime, device)."""
+        return self.name
+
+    def close(self) -> None:  # noqa: B027 - most backends have nothing to release
+        """Releases the model."""
+
+
+class OnnxRuntimeBackend(Backend):
+    """ONNX Runtime: CPU by default; CUDA when onnxruntime-gpu provides it."""
+
+    name = "onnxruntime"
+
+    def __init__(
+        self, path: Path, *, intra_op_threads: int, device: str, spin_wait: bool = False
+    ) -> None:
+        import onnxruntime  # noqa: PLC0415 - only this backend needs it
+
+        available = onnxruntime.get_available_providers()
+        if device == "cuda" and _CUDA not in available:
+            raise ValueError(
+                "--device cuda needs onnxruntime-gpu with CUDA; this onnxruntime offers "
+                + ", ".join(available)
+            )
+        providers = [_CUDA, _CPU] if device != "cpu" and _CUDA in available else [_CPU]
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: no warnings on stderr for every model
+        # Spinning threads would compete with the decode threads for the same cores.
+        spinning = "1" if spin_wait else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=providers)
+        except Exception as error:  # onnxruntime raises its own untyped errors
+            raise ValueError(f"onnxruntime cannot load {path}: {error}") from error
+        metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        super().__init__(
+            ModelSignature(
+                tuple(_ort_tensor(info) for info in self.session.get_inputs()),
+                tuple(_ort_tensor(info) for info in self.session.get_outputs()),
+                metadata,
+            )
+        )
+        self.providers = tuple(self.session.get_providers())
+        self._input_name = self.signature.inputs[0].name if self.signature.inputs else ""
+
+    def run(self, batch: npt.NDArray[Any]) -> list[npt.NDArray[np.float32]]:
+        outputs = self.session.run(None, {self._input_name: batch})
+        return [np.asarray(output) for output in outputs]
+
+    def describe(self) -> str:
+        return f"onnxruntime {'+'.join(self.providers)}"
+
+
+def _ort_tensor(info: Any) -> TensorInfo:
+    shape = tuple(dim if isinstance(dim, int) and dim > 0 else None for dim in info.shape)
+    return TensorInfo(str(info.name), shape, _ORT_TYPES.get(str(info.type), str(info.type)))
+
+
+class OpenCvBackend(Backend):
+    """OpenCV's dnn module: ONNX files, and TensorFlow frozen graphs with a text graph."""
+
+    name = "opencv"
+
+    def __init__(self, path: Path, text_graph: Path | None, *, threads: int) -> None:
+        if threads > 0:
+            cv2.setNumThreads(threads)
+        try:
+            if path.suffix.lower() == ".onnx":
+                signature = read_onnx_signature(path)
+                self.net = cv2.dnn.readNetFromONNX(str(path))
+            else:
+                if text_graph is None:
+                    raise ValueError(f"{path} needs its text graph (.pbtxt) to load")
+                self.net = _read_tensorflow(path, text_graph)
+                signature = self._tensorflow_signature()
+        except cv2.error as error:
+            raise ValueError(f"OpenCV cannot load {path}: {error}") from error
+        super().__init__(signature)
+        self._output_names = list(self.net.getUnconnectedOutLayersNames())
+        # cv2.dnn.Net is not thread-safe; the engine serializes runs as well.
+        self._lock = threading.Lock()
+
+    def _tensorflow_signature(self) -> ModelSignature:
+        """What a TensorFlow graph takes through OpenCV: NCHW float32 (OpenCV converts layouts)."""
+        outputs = []
+        for name in self.net.getUnconnectedOutLayersNames():
+            layer = self.net.getLayer(name)
+            # DetectionOutput (the SSD post-processing layer) gives [1, 1, N, 7].
+            shape: tuple[int | None, ...] = (
+                (1, 1, None, 7) if layer.type == "DetectionOutput" else ()
+            )
+            outputs.append(TensorInfo(str(name), shape, "float32"))
+        return ModelSignature(
+            (TensorInfo("input", (None, 3, None, None), "float32"),), tuple(outputs)
+        )
+
+    def run(self, batch: npt.NDArray[Any]) -> list[npt.NDArray[np.float32]]:
+        with self._lock:
+            self.net.setInput(batch)
+            # Net.forward returns arrays that own their memory: the next run cannot touch them.
+            outputs = self.net.forward(self._output_names)
+        return [np.asarray(output, dtype=np.float32) for output in outputs]
+
+
+def _read_tensorflow(path: Path, text_graph: Path) -> Any:
+    """Reads a frozen graph with OpenCV's classic engine when it has one.
+
+    OpenCV 5's new engine does not read the TF Object Detection API graphs; it
+    tries, logs errors, then falls back. Asking for the classic one directly
+    keeps the start-up log clean.
+    """
+    classic = getattr(cv2.dnn, "ENGINE_CLASSIC", None)
+    if classic is None:
+        return cv2.dnn.readNetFromTensorflow(str(path), str(text_graph))
+    return cv2.dnn.readNetFromTensorflow(str(path), str(text_graph), engine=classic)
+
+
+class NullBackend(Backend):
+    """No model: the engine checks image headers and answers with no detections.
+
+    For measuring the transport and the service around the model only.
+    """
+
+    name = "null"
+
+    def __init__(self) -> None:
+        super().__init__(ModelSignature((), ()))
+
+    def run(self, batch: npt.NDArray[Any]) -> list[npt.NDArray[np.float32]]:
+        raise RuntimeError("the null backend runs no model")
+
+
+def open_backend(
+    files: ModelFiles, *, intra_op_threads: int, device: str, spin_wait: bool = False
+) -> Backend:
+    """Loads a model on the backend its files call for."""
+    if files.backend == "onnxruntime":
+        return OnnxRuntimeBackend(
+            files.weights, intra_op_threads=intra_op_threads, device=device, spin_wait=spin_wait
+        )
+    if files.backend == "opencv":
+        if device == "cuda":
+            raise ValueError("--device cuda is for onnxruntime; the opencv backend runs on CPU")
+        return OpenCvBackend(files.weights, files.text_graph, threads=intra_op_threads)
+    raise ValueError(f"unknown backend {files.backend!r}")

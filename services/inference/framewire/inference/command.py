@@ -1,0 +1,78 @@
+"""``framewire inference``: the batched model service on its own port.
+
+Exit status: 0 after a clean stop on SIGTERM or SIGINT, 1 when the server
+cannot start (port taken, model cannot be loaded), 2 for a bad setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from framewire.common import settings
+from framewire.common.logs import configure_logging
+from framewire.common.serving import run as run_event_loop
+from framewire.common.serving import wait_for_signal
+from framewire.inference.config import InferenceServerConfig
+from framewire.inference.server import InferenceServer
+
+_LOGGER = logging.getLogger(__name__)
+
+DESCRIPTION = (
+    "Run InferenceService: batched object detection on JPEG images over gRPC, with "
+    "grpc.health.v1 (SERVING once the model is loaded and warmed up), reflection and "
+    "Prometheus metrics. Without --model it runs SSD MobileNet v2 COCO on OpenCV."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds one flag per setting of :class:`InferenceServerConfig`."""
+    settings.add_arguments(parser, InferenceServerConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serves until SIGTERM or SIGINT; returns the exit status."""
+    try:
+        config = settings.from_namespace(InferenceServerConfig, args)
+    except ValueError as error:
+        print(f"framewire inference: {error}", file=sys.stderr)
+        return 2
+    configure_logging(config.listen.log_level)
+    _LOGGER.debug("settings: %s", settings.describe(config))
+    return run_event_loop(lambda: serve(config))
+
+
+async def serve(config: InferenceServerConfig) -> int:
+    """Starts the server, loads the model, and serves until a signal arrives."""
+    stop_signal = asyncio.ensure_future(wait_for_signal())
+    try:
+        server = await InferenceServer.start(config)
+    except OSError as error:
+        stop_signal.cancel()
+        _LOGGER.error("cannot start: %s", error)
+        return 1
+    ready = asyncio.ensure_future(server.ready())
+    await asyncio.wait({stop_signal, ready}, return_when=asyncio.FIRST_COMPLETED)
+    failure = ready.exception() if ready.done() else None
+    if failure is not None:
+        stop_signal.cancel()
+        if isinstance(failure, (FileNotFoundError, ValueError)):
+            _LOGGER.error("cannot load the model: %s", failure)
+        else:
+            _LOGGER.error("cannot load the model", exc_info=failure)
+        await server.stop(0)
+        return 1
+    number = await stop_signal
+    _LOGGER.info(
+        "%s received: stopping (up to %.1f s for calls in flight)",
+        signal.Signals(number).name,
+        config.listen.shutdown_grace,
+    )
+    if not ready.done():
+        ready.cancel()
+    await server.stop()
+    _LOGGER.info("stopped")
+    return 0

@@ -1,0 +1,159 @@
+"""Every default and limit of the inference service, in one place.
+
+:class:`EngineConfig` is everything about the model and how it runs; it is
+embedded as-is into ``framewire serve``, where it shares one command line with
+ingest's settings, so its field names must not collide with theirs.
+:class:`InferenceServerConfig` is what ``framewire inference`` takes. Flags and
+``FRAMEWIRE_*`` environment variables map onto both through
+:mod:`framewire.common.settings`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from framewire.common.serving import ListenConfig
+from framewire.common.settings import option
+from framewire.common.transport import TransportConfig
+
+BACKENDS = ("onnxruntime", "opencv", "null")
+HEADS = ("auto", "yolov8", "yolov5", "ssd")
+DEVICES = ("auto", "cpu", "cuda")
+
+# The size of the largest batch a GPU backend is expected to be built for; a
+# CPU gains nothing from batches this large, but the limit keeps one request
+# from holding gigabytes of decoded pixels.
+MAX_BATCH_LIMIT = 64
+
+
+def parse_input_size(text: str) -> tuple[int, int]:
+    """Parses ``"640"`` (square) or ``"640x384"`` (width x height) into ``(width, height)``."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text)
+    if match is None:
+        raise ValueError(f"{text!r} is not an input size: use 640 or WIDTHxHEIGHT like 640x384")
+    width = int(match[1])
+    height = int(match[2]) if match[2] else width
+    if width <= 0 or height <= 0:
+        raise ValueError(f"{text!r}: width and height must be positive")
+    return width, height
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """The model, how it runs, and the limits on what it is given."""
+
+    model: Path | None = option(
+        None,
+        "model file: .onnx, or a TensorFlow frozen graph .pb (with --model-config); "
+        "none: the built-in SSD MobileNet v2 COCO",
+        metavar="PATH",
+    )
+    model_config: Path | None = option(
+        None, "text graph (.pbtxt) for a TensorFlow frozen graph (opencv backend)", metavar="PATH"
+    )
+    backend: str | None = option(
+        None,
+        "runtime: onnxruntime, opencv or null (no model, for transport benchmarks); "
+        "none: chosen from the model file (.onnx: onnxruntime, .pb: opencv)",
+        choices=BACKENDS,
+    )
+    head: str = option(
+        "auto", "output layout to decode; auto reads it from the model", choices=HEADS
+    )
+    labels: Path | None = option(
+        None,
+        "class names, one per line, overriding the built-in COCO labels (see docs/inference.md)",
+        metavar="PATH",
+    )
+    max_batch: int = option(8, "largest number of images in one Detect call (one model batch)")
+    input_size: tuple[int, int] | None = option(
+        None,
+        "model input size, 640 or WIDTHxHEIGHT; none: from the model (YOLO 640, SSD 300)",
+        parse=parse_input_size,
+        metavar="SIZE",
+    )
+    score_threshold: float = option(
+        0.4, "default minimum score of a detection, when a request gives none"
+    )
+    iou_threshold: float = option(
+        0.45, "boxes of one class overlapping more than this (IoU) are merged by NMS (YOLO)"
+    )
+    max_detections: int = option(100, "most detections returned per image")
+    max_nms_candidates: int = option(
+        30000, "most boxes per image considered by NMS, highest scores first (YOLO)"
+    )
+    max_image_pixels: int = option(
+        4096 * 4096,
+        "largest image accepted, in pixels (width x height, read from the JPEG header "
+        "before decoding); larger ones get RESOURCE_EXHAUSTED",
+    )
+    device: str = option(
+        "auto",
+        "where onnxruntime runs: auto uses CUDA when onnxruntime-gpu provides it, else CPU",
+        choices=DEVICES,
+    )
+    intra_op_threads: int = option(
+        0,
+        "threads inside one model call; 0: the runtime's default (one per core). For opencv "
+        "this sets OpenCV's process-wide thread count",
+    )
+    spin_wait: bool = option(
+        False,
+        "let onnxruntime's threads spin between parallel sections: a little lower latency on "
+        "an idle machine, CPU taken from decoding and other processes otherwise",
+    )
+    decode_threads: int = option(
+        0, "threads decoding and preprocessing images; 0: one per CPU core, at most 8"
+    )
+    concurrent_batches: int = option(
+        2,
+        "batches prepared or run at once, each with its own preallocated input buffer: "
+        "2 lets one batch decode while another runs on the model",
+    )
+
+    def __post_init__(self) -> None:
+        # Flags are checked by argparse; environment variables only here.
+        for name, allowed in (("backend", BACKENDS), ("head", HEADS), ("device", DEVICES)):
+            value = getattr(self, name)
+            if value is not None and value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+        if not 1 <= self.max_batch <= MAX_BATCH_LIMIT:
+            raise ValueError(f"max_batch must be within 1..{MAX_BATCH_LIMIT}, not {self.max_batch}")
+        for name in ("score_threshold", "iou_threshold"):
+            value = getattr(self, name)
+            if math.isnan(value) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], not {value}")
+        if self.max_detections < 1:
+            raise ValueError("max_detections must be at least 1")
+        if self.max_nms_candidates < self.max_detections:
+            raise ValueError("max_nms_candidates must be at least max_detections")
+        if self.max_image_pixels < 1:
+            raise ValueError("max_image_pixels must be at least 1")
+        if self.intra_op_threads < 0 or self.decode_threads < 0:
+            raise ValueError("intra_op_threads and decode_threads must not be negative")
+        if self.concurrent_batches < 1:
+            raise ValueError("concurrent_batches must be at least 1")
+        if self.input_size is not None and min(self.input_size) < 1:
+            raise ValueError("input_size must be positive")
+        if self.model_config is not None and self.model is None:
+            raise ValueError("model_config is the text graph of --model; give --model too")
+
+
+@dataclass(frozen=True)
+class InferenceServerConfig:
+    """Everything ``framewire inference`` takes: the engine, where it listens, the transport."""
+
+    engine: EngineConfig = EngineConfig()
+    listen: ListenConfig = ListenConfig()
+    transport: TransportConfig = TransportConfig()
+    max_queued_calls: int = option(
+        64,
+        "Detect calls waiting for a free batch slot; more are refused with RESOURCE_EXHAUSTED",
+    )
+
+    def __post_init__(self) -> None:
+        if self.max_queued_calls < 0:
+            raise ValueError("max_queued_calls must not be negative")

@@ -1,0 +1,84 @@
+"""The inference engine's Prometheus metrics.
+
+Every name starts with ``framewire_inference_`` (plus ``framewire_model_info``)
+because in ``framewire serve`` the ingest service registers its own metrics in
+the same registry. Label values are bounded: outcomes, stages and status-code
+names are fixed lists.
+"""
+
+from __future__ import annotations
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+
+from framewire.common.metrics import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS
+
+STAGES = ("decode", "preprocess", "inference", "postprocess")
+OUTCOMES = ("processed", "failed")
+
+
+class InferenceMetrics:
+    """Counters and histograms for one engine, registered on one registry."""
+
+    def __init__(
+        self, registry: CollectorRegistry, *, model_id: str, backend: str, head: str
+    ) -> None:
+        self.images = Counter(
+            "framewire_inference_images",
+            "Images answered by Detect: processed (detections returned) or failed (an error).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.image_errors = Counter(
+            "framewire_inference_image_errors",
+            "Images answered with an error, by gRPC status code.",
+            ["code"],
+            registry=registry,
+        )
+        self.rejected_batches = Counter(
+            "framewire_inference_rejected_batches",
+            "Detect calls refused as a whole (empty batch or more than max_batch images).",
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "framewire_inference_batch_size",
+            "Images per accepted Detect call.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.stage_seconds = Histogram(
+            "framewire_inference_stage_seconds",
+            "Time per stage in seconds: decode, preprocess and postprocess per image; "
+            "inference per model batch.",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "framewire_inference_batch_seconds",
+            "Time to answer one accepted Detect call, in seconds.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.model = Info(
+            "framewire_model",
+            "The model this server runs (value is always 1).",
+            registry=registry,
+        )
+        self.model.info({"model_id": model_id, "backend": backend, "head": head})
+        # Children exist from the start so dashboards see zeros, not gaps.
+        for outcome in OUTCOMES:
+            self.images.labels(outcome=outcome)
+        for stage in STAGES:
+            self.stage_seconds.labels(stage=stage)
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        self.stage_seconds.labels(stage=stage).observe(seconds)
+
+    def count_images(self, processed: int, errors: list[grpc.StatusCode]) -> None:
+        if processed:
+            self.images.labels(outcome="processed").inc(processed)
+        if errors:
+            self.images.labels(outcome="failed").inc(len(errors))
+        for code in errors:
+            self.image_errors.labels(code=code.name).inc()

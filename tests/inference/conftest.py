@@ -1,0 +1,127 @@
+"""Fixtures for the inference tests: real servers on port 0, real images, gRPC clients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import cv2
+import grpc
+import numpy as np
+
+from framewire.common.serving import ListenConfig, LoopThread
+from framewire.inference.config import EngineConfig, InferenceServerConfig
+from framewire.inference.server import InferenceServer, start_inference_server
+from framewire.v1 import common_pb2, inference_service_pb2, inference_service_pb2_grpc
+from tests.conftest import shared_file
+
+T = TypeVar("T")
+
+
+def server_config(engine: EngineConfig, **listen: Any) -> InferenceServerConfig:
+    """A config listening on 127.0.0.1, port 0, with metrics on a free port."""
+    settings: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "metrics_host": "127.0.0.1",
+        "metrics_port": 0,
+    }
+    settings.update(listen)
+    return InferenceServerConfig(engine=engine, listen=ListenConfig(**settings))
+
+
+class RunningServer:
+    """A server started through the same factory ``framewire inference`` uses, plus a client."""
+
+    def __init__(self, config: InferenceServerConfig) -> None:
+        self.loop = LoopThread("test-inference")
+        try:
+            self.server: InferenceServer = self.loop.run(
+                start_inference_server(config), timeout=120
+            )
+        except BaseException:
+            self.loop.close()
+            raise
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.server.port}")
+        self.stub = inference_service_pb2_grpc.InferenceServiceStub(self.channel)
+
+    def detect(self, *images: inference_service_pb2.Image) -> inference_service_pb2.DetectResponse:
+        return self.stub.Detect(inference_service_pb2.DetectRequest(images=images), timeout=60)
+
+    def close(self) -> None:
+        self.channel.close()
+        try:
+            self.loop.run(self.server.stop(1.0), timeout=60)
+        finally:
+            self.loop.close()
+
+
+def running_server(engine: EngineConfig, **listen: Any) -> Iterator[RunningServer]:
+    """Generator body for module-scoped server fixtures."""
+    server = RunningServer(server_config(engine, **listen))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def model_path(name: str) -> Path:
+    """A model under ../shared/models (skips when absent)."""
+    return shared_file(f"models/{name}")
+
+
+def media_bytes(name: str) -> bytes:
+    """The bytes of a file under ../shared/media (skips when absent)."""
+    return shared_file(f"media/{name}").read_bytes()
+
+
+def jpeg_image(data: bytes, **fields: Any) -> inference_service_pb2.Image:
+    """A JPEG Image message."""
+    return inference_service_pb2.Image(encoding=common_pb2.ENCODING_JPEG, data=data, **fields)
+
+
+def encode_jpeg(pixels: np.ndarray, quality: int = 90) -> bytes:
+    ok, data = cv2.imencode(".jpg", pixels, [int(cv2.IMWRITE_JPEG_QUALITY), quality])
+    assert ok
+    return bytes(data.tobytes())
+
+
+def synthetic_jpeg(width: int, height: int, seed: int = 0) -> bytes:
+    """A noisy JPEG of a given size (content irrelevant)."""
+    rng = np.random.default_rng(seed)
+    return encode_jpeg(rng.integers(0, 255, size=(height, width, 3), dtype=np.uint8))
+
+
+def video_frames(indices: list[int]) -> list[bytes]:
+    """Frames of ../shared/media/vtest.avi as JPEG bytes, read in order."""
+    path = shared_file("media/vtest.avi")
+    capture = cv2.VideoCapture(str(path))
+    frames: dict[int, bytes] = {}
+    try:
+        for index in range(max(indices) + 1):
+            ok, frame = capture.read()
+            assert ok, f"vtest.avi ended before frame {index}"
+            if index in indices:
+                frames[index] = encode_jpeg(frame)
+    finally:
+        capture.release()
+    return [frames[index] for index in indices]
+
+
+def iou(a: list[float], b: list[float]) -> float:
+    """IoU of two x_min, y_min, x_max, y_max boxes."""
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    intersection = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - intersection
+    return intersection / union if union > 0 else 0.0
+
+
+def box(detection: Any) -> list[float]:
+    return [detection.box.x_min, detection.box.y_min, detection.box.x_max, detection.box.y_max]
+
+
+def engine_config(**fields: Any) -> EngineConfig:
+    return replace(EngineConfig(), **fields)
