@@ -1,11 +1,11 @@
 """The cross-stream batcher: which frames go to the model together, and where.
 
-Each stream offers at most one frame at a time (its slot). Streams with a
-frame wait in one first-come-first-served line, ordered by when their slot
-filled; a newer frame replacing an older one keeps its place. A batch takes
-up to ``max_batch_size`` streams from the front of the line, so a busy
-stream can never take more than one place per batch and never starve a
-quiet one.
+Each stream offers at most one frame at a time (its slot). A batch takes up
+to ``max_batch_size`` of the streams with a frame waiting, those served
+longest ago first (then those waiting longest): round robin in service, so a
+busy stream can never take more than one place per batch and never starve a
+quiet one, and a stream whose frame went stale keeps its turn for its next
+frame instead of going to the back.
 
 A batch leaves when it is full, when every open stream already has a frame
 waiting (waiting longer cannot grow it), or when its oldest frame has waited
@@ -18,7 +18,6 @@ than age silently.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import time
@@ -61,8 +60,8 @@ class Batcher:
         self._targets = list(targets)
         self._metrics = metrics
         self._clock = clock
-        # Streams with a frame in their slot, oldest slot first.
-        self._line: collections.OrderedDict[int, StreamSession] = collections.OrderedDict()
+        # Streams with a frame in their slot.
+        self._line: dict[int, StreamSession] = {}
         self._open_streams = 0
         self._wake = asyncio.Event()
         self._next_target = 0
@@ -134,7 +133,7 @@ class Batcher:
             if target is None:
                 return None  # every usable target is full; a finishing batch wakes us
             now = self._clock()
-            oldest = next(iter(self._line.values())).slot_since
+            oldest = min(session.slot_since for session in self._line.values())
             ready_at = oldest + self._config.max_batch_delay
             full = len(self._line) >= self.max_batch or len(self._line) >= self._open_streams
             if not (full or self._hurry or now >= ready_at):
@@ -155,17 +154,22 @@ class Batcher:
 
     def _take(self, now: float) -> list[PendingFrame]:
         batch: list[PendingFrame] = []
-        while self._line and len(batch) < self.max_batch:
-            _, session = self._line.popitem(last=False)
+        limit = self.max_batch
+        turns = sorted(self._line.values(), key=lambda s: (s.last_served, s.slot_since))
+        for session in turns:
+            if len(batch) >= limit:
+                break
+            del self._line[session.key]
             pending = session.take(now, self._config.max_frame_age)
             if pending is not None:
+                session.last_served = now
                 batch.append(pending)
         return batch
 
     def _fail_waiting(self, error: FramewireError) -> None:
         now = self._clock()
         while self._line:
-            _, session = self._line.popitem(last=False)
+            _, session = self._line.popitem()
             pending = session.take(now, self._config.max_frame_age)
             if pending is not None:
                 session.complete(pending.seq, failed_result(pending.frame, error))
@@ -220,12 +224,15 @@ class Batcher:
                 result = self._frame_result(
                     pending, response.results[index], response.model_id, len(batch)
                 )
+            timings = result.timings
             # Queue: waiting at ingest, plus waiting at the model for another batch.
-            model_queue = seconds(result.timings.queue) if result.timings.HasField("queue") else 0
-            result.timings.queue.CopyFrom(duration(dispatched - pending.received_at + model_queue))
-            result.timings.total.CopyFrom(duration(done - pending.received_at))
+            model_queue = seconds(timings.queue) if timings.HasField("queue") else 0.0
+            queue = dispatched - pending.received_at + model_queue
+            total = done - pending.received_at
+            timings.queue.CopyFrom(duration(queue))
+            timings.total.CopyFrom(duration(total))
             if not result.HasField("error"):
-                self._observe(result.timings)
+                self._observe(timings, queue, total)
             session.complete(pending.seq, result)
 
     async def _detect(
@@ -289,10 +296,10 @@ class Batcher:
             result.error.CopyFrom(image.error)
         return result
 
-    def _observe(self, timings: common_pb2.StageTimings) -> None:
+    def _observe(self, timings: common_pb2.StageTimings, queue: float, total: float) -> None:
         stage = self._metrics.stage
-        stage["queue"].observe(seconds(timings.queue))
+        stage["queue"].observe(queue)
         for name in _MODEL_STAGES:
             if timings.HasField(name):
                 stage[name].observe(seconds(getattr(timings, name)))
-        stage["total"].observe(seconds(timings.total))
+        stage["total"].observe(total)

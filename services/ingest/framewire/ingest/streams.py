@@ -93,6 +93,7 @@ class StreamSession:
         self.options = settings.detect_options()
         self.slot: PendingFrame | None = None
         self.slot_since = 0.0
+        self.last_served = 0.0  # when a batch last took a frame of this stream
         # Seqs received and not yet answered, in seq order; the value is the
         # result once it is known.
         self._order: collections.OrderedDict[int, ingest_service_pb2.FrameResult | None] = (

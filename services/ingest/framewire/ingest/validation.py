@@ -26,6 +26,8 @@ _STREAM_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 MAX_CLASS_FILTER = 1000
 MAX_CLIENT_VERSION = 256
 MAX_KEPT_REGIONS = 64
+_ENCODINGS = frozenset(common_pb2.Encoding.values())
+_SKIP_REASONS = frozenset(ingest_service_pb2.SkipReason.values())
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ def check_frame(frame: ingest_service_pb2.Frame, last_seq: int, limits: IngestCo
         raise errors.invalid_argument(
             f"frame {frame.seq} has encoding ENCODING_UNSPECIFIED: set it to ENCODING_JPEG"
         )
-    if frame.encoding not in common_pb2.Encoding.values():
+    if frame.encoding not in _ENCODINGS:
         raise errors.invalid_argument(
             f"frame {frame.seq} has unsupported encoding {frame.encoding}: "
             "this server accepts ENCODING_JPEG"
@@ -163,7 +165,7 @@ def check_report(report: ingest_service_pb2.AgentReport, limits: IngestConfig) -
         if latency.seconds < 0 or latency.nanos < 0:
             raise errors.invalid_argument("AgentReport has a negative latency")
     for skip in report.skips:
-        if skip.reason not in ingest_service_pb2.SkipReason.values() or (
+        if skip.reason not in _SKIP_REASONS or (
             skip.reason == ingest_service_pb2.SKIP_REASON_UNSPECIFIED
         ):
             raise errors.invalid_argument(
