@@ -87,7 +87,7 @@ def assert_well_formed(result: inference_service_pb2.ImageResult) -> None:
         assert 0.0 <= x_min < x_max <= 1.0
         assert 0.0 <= y_min < y_max <= 1.0
         assert COCO_LABELS[detection.class_id] == detection.label
-        assert detection.score >= 0.4  # the default threshold
+        assert detection.score >= 0.5  # the default threshold
 
 
 def test_model_info_describes_the_default_model(opencv_server: RunningServer) -> None:
@@ -98,7 +98,7 @@ def test_model_info_describes_the_default_model(opencv_server: RunningServer) ->
     assert tuple(info.labels) == COCO_LABELS
     assert info.max_batch_size == 8
     assert info.max_image_pixels == PIXEL_LIMIT
-    assert info.default_score_threshold == pytest.approx(0.4)
+    assert info.default_score_threshold == pytest.approx(0.5)
 
 
 def test_dog_bicycle_and_car(server: RunningServer) -> None:

@@ -76,7 +76,7 @@ class EngineConfig:
         metavar="SIZE",
     )
     score_threshold: float = option(
-        0.4, "default minimum score of a detection, when a request gives none"
+        0.5, "default minimum score of a detection, when a request gives none"
     )
     iou_threshold: float = option(
         0.45, "boxes of one class overlapping more than this (IoU) are merged by NMS (YOLO)"
