@@ -166,3 +166,50 @@ def test_agent_reconnects_when_the_server_restarts_and_counts_what_was_lost() ->
     assert len(events) >= answered_before + 10, "no results after the restart"
     assert summary.skipped_edge.get("disconnected", 0) > 0  # frames captured while down
     assert summary.processed >= 20
+
+
+def test_streams_outlive_the_servers_connection_age_by_reconnecting() -> None:
+    # max_connection_age makes servers close long connections so agents
+    # spread over replicas added later; the agent must ride through it.
+    from dataclasses import replace
+
+    from framewire.common.transport import TransportConfig
+
+    config = replace(
+        serve_config(),
+        transport=TransportConfig(max_connection_age=1.5, max_connection_age_grace=0.5),
+    )
+    server = ServerThread(lambda: start_serve(config))
+    try:
+        summary, events = run_agent(
+            server.server.port, stream_id="aging", fps=10.0, duration=6.0, resize=(480, 270)
+        )
+    finally:
+        server.stop()
+    assert summary.check() == []
+    assert summary.reconnects >= 2
+    assert summary.failed == 0
+    assert summary.processed >= 30
+    assert len(events) >= 30
+
+
+def test_following_hints_scales_frames_down_to_what_the_model_uses(
+    serve: ServerThread[IngestServer],
+) -> None:
+    # Frames at 1280x960 are four times the model's 300x300 input: the server
+    # advises a scale, and with --follow-hints the agent sends smaller frames.
+    events: list[ResultEvent] = []
+    agent = EdgeAgent(
+        server=f"127.0.0.1:{serve.server.port}",
+        source=vtest(),
+        stream_id="hinted",
+        resize=(1280, 960),
+        fps=10.0,
+        duration=7.0,
+        follow_hints=True,
+    )
+    summary = agent.run(on_result=events.append)
+    assert summary.check() == []
+    widths = [e.frame.width for e in events if e.frame is not None]
+    assert widths[0] == 1280
+    assert widths[-1] <= 700, widths

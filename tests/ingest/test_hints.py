@@ -57,3 +57,11 @@ def test_repeats_are_suppressed_until_something_changes() -> None:
     assert worth_sending(first, ingest_service_pb2.FlowHint(target_fps=5), 5)
     assert worth_sending(first, ingest_service_pb2.FlowHint(target_fps=10, scale=0.5), 5)
     assert worth_sending(first, ingest_service_pb2.FlowHint(target_fps=10), 31)
+
+
+def test_frames_just_over_the_size_limit_get_no_scale_hint() -> None:
+    # Advice to scale by 0.99 would only make agents flap around the limit.
+    assert (
+        advise(load(0, 0, 0), load(10, 10, 0, side=602), 2.0, model_side=300, max_frame_bytes=10**6)
+        is None
+    )

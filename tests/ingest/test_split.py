@@ -168,3 +168,38 @@ def test_frames_keep_flowing_while_replicas_go_and_come_back(
         assert all(not r.HasField("error") for r in results)
     finally:
         device.stream.close()
+
+
+def test_a_dns_target_spreads_over_the_addresses_a_name_resolves_to() -> None:
+    # dns:/// is how ingest finds replicas behind a headless Kubernetes Service.
+    from framewire.common.serving import ListenConfig
+    from framewire.inference import EngineConfig, InferenceServerConfig
+    from framewire.inference.server import InferenceServer, start_inference_server
+
+    inference_config = InferenceServerConfig(
+        engine=EngineConfig(), listen=ListenConfig(host="127.0.0.1", port=0, metrics_port=-1)
+    )
+    replica: ServerThread[InferenceServer] = ServerThread(
+        lambda: start_inference_server(inference_config)
+    )
+    transport = TransportConfig()
+    target = f"dns:///localhost:{replica.server.port}"
+
+    async def start() -> IngestServer:
+        remote = RemoteTarget(target, 2, transport, timeout=10.0)
+        return await start_ingest_server(IngestConfig(), LOCAL, transport, [remote])
+
+    ingest = ServerThread(start)
+    try:
+        wait_until(lambda: health_status(ingest.server.port) == "SERVING", 30, "SERVING")
+        device = LockStep(ingest.server.port)
+        try:
+            results = device.frames(4)
+        finally:
+            device.stream.close()
+        assert all(any(d.label == "person" for d in r.detections) for r in results)
+        text = scrape(ingest.server.metrics_port)
+        assert metric_value(text, "framewire_target_batches_total", target=target) == 4
+    finally:
+        ingest.stop()
+        replica.stop()

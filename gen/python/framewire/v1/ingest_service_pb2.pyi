@@ -533,7 +533,9 @@ class FlowHint(_message.Message):
     jpeg_quality: _builtins.int
     """A JPEG quality, 1 to 100, that would keep frames within the limits."""
     scale: _builtins.float
-    """A factor in (0, 1] to scale frames by before encoding."""
+    """A factor in (0, 1] to scale frames by before encoding, relative to the
+    frames the server has been receiving (0.5 halves their width and height).
+    """
     reason: _builtins.str
     """Why the server gives this advice, for people reading agent logs."""
     def __init__(

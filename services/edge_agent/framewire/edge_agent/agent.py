@@ -613,9 +613,13 @@ class EdgeAgent:
         if hint.HasField("target_fps") and hint.target_fps > 0:
             self._send_interval = 1.0 / hint.target_fps
             self._hint_until = time.monotonic() + HINT_LIFETIME
+        scale = None
+        if hint.HasField("scale"):
+            # The server sees the frames as sent, so its scale is relative to them.
+            scale = min(1.0, self._compressor.scale * hint.scale)
         try:
             self._compressor.adjust(
-                scale=hint.scale if hint.HasField("scale") else None,
+                scale=scale,
                 jpeg_quality=hint.jpeg_quality if hint.HasField("jpeg_quality") else None,
             )
         except ValueError as error:

@@ -18,6 +18,8 @@ MIN_FRAMES = 4
 # Frames whose longer side is more than this many times the model input's
 # longer side carry pixels the model throws away.
 OVERSIZE_FACTOR = 2.0
+# Scaling by less than this much is not worth a hint (and would flap around the limit).
+MIN_SCALE_ADVICE = 0.9
 # Frames above this share of the byte limit risk being refused.
 BYTES_SHARE = 0.5
 SUGGESTED_QUALITY = 70
@@ -54,8 +56,9 @@ def advise(
             f"{skipped} of {received} frames were skipped in {elapsed:.0f}s; "
             f"the server keeps up with about {hint.target_fps:g} fps for this stream"
         )
-    if model_side and now.largest_side > OVERSIZE_FACTOR * model_side:
-        hint.scale = round(OVERSIZE_FACTOR * model_side / now.largest_side, 2)
+    scale = OVERSIZE_FACTOR * model_side / now.largest_side if now.largest_side else 1.0
+    if model_side and scale <= MIN_SCALE_ADVICE:
+        hint.scale = round(scale, 2)
         reasons.append(
             f"frames are {now.largest_side}px wide or tall but the model looks at "
             f"{model_side}px; scaling by {hint.scale:g} loses nothing"
