@@ -143,6 +143,7 @@ def test_exit_codes_are_distinct_and_documented(serve: ServerThread[IngestServer
     )
     assert unreachable.returncode == 4
     assert "could not reach the ingest server" in unreachable.stderr
+    assert "accounting error" not in unreachable.stderr  # frames captured meanwhile are counted
 
     refused = edge_agent(*vtest_args(serve.server.port, "--frames", "5", "--classes", "unicorn"))
     assert refused.returncode == 5

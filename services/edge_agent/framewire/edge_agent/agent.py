@@ -164,6 +164,9 @@ class EdgeAgent:
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listeners: list[ResultCallback] = []
+        # Called on the network thread about once a second and on every state
+        # change, for live displays (the CLI's status line).
+        self.on_tick: Callable[[], None] = lambda: None
         self._recorder: Recorder | None = None
         self._actions: ActionRunner | None = None
         self.connected = False
@@ -191,6 +194,8 @@ class EdgeAgent:
             finally:
                 self._stop.set()
                 capture.join(timeout=5)
+                # A frame still waiting now will never be sent: count it.
+                self._latest.discard()
             if self._capture_error is not None:
                 raise SourceFailed(str(self._capture_error)) from self._capture_error
         finally:
@@ -236,6 +241,11 @@ class EdgeAgent:
     @property
     def ledger(self) -> Ledger:
         return self._ledger
+
+    @property
+    def skipped_at_edge(self) -> int:
+        """Frames captured and never sent, so far."""
+        return sum(self._latest.counts()[1].values())
 
     # -- outputs --------------------------------------------------------------
 
@@ -348,7 +358,13 @@ class EdgeAgent:
                         ) from retry
                     delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2**attempt) * random.uniform(0.5, 1.0)
                     attempt += 1
-                    _LOGGER.warning("stream down (%s); reconnecting in %.2f s", retry, delay)
+                    # The first failure is news; the retries after it are not.
+                    _LOGGER.log(
+                        logging.WARNING if attempt == 1 else logging.INFO,
+                        "stream down (%s); reconnecting in %.2f s",
+                        retry,
+                        delay,
+                    )
                     await self._sleep(min(delay, stream.connect_timeout - down_for))
 
     def _went_down(self) -> None:
@@ -356,6 +372,7 @@ class EdgeAgent:
         self._latest.connected = False
         for frame in self._ledger.on_disconnect():
             self._record_skipped(frame, "lost")
+        self.on_tick()
 
     def _nothing_left(self) -> bool:
         finished = self._capture_done.is_set() or self._stop.is_set()
@@ -494,6 +511,7 @@ class EdgeAgent:
             if now >= next_report:
                 await self._send_report(call)
                 next_report = now + self._report_interval
+                self.on_tick()
             if now > self._hint_until:
                 self._send_interval = 0.0
             room = len(self._ledger.in_flight) < self._max_in_flight

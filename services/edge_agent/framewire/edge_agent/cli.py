@@ -70,19 +70,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if mode == "auto" and sys.stdout.isatty():
         status = StatusLine(sys.stdout)
 
-    def show(event: ResultEvent) -> None:
-        if mode == "jsonl":
-            print(json.dumps(event.to_json()), flush=True)
-        elif status is not None:
+    def refresh() -> None:
+        if status is not None:
             ledger = agent.ledger
             status.update(
                 sent=ledger.sent,
                 answered=ledger.processed + ledger.failed,
-                skipped=sum(ledger.server_skipped.values()),
+                skipped_edge=agent.skipped_at_edge,
+                skipped_server=sum(ledger.server_skipped.values()),
                 bytes_sent=ledger.bytes_sent,
                 latencies=ledger.latencies,
                 connected=agent.connected,
             )
+
+    def show(event: ResultEvent) -> None:
+        if mode == "jsonl":
+            print(json.dumps(event.to_json()), flush=True)
+        refresh()
+
+    agent.on_tick = refresh
 
     started = time.monotonic()
     code = 0

@@ -289,7 +289,8 @@ class StatusLine:
         *,
         sent: int,
         answered: int,
-        skipped: int,
+        skipped_edge: int,
+        skipped_server: int,
         bytes_sent: int,
         latencies: Sequence[float],
         connected: bool,
@@ -307,7 +308,8 @@ class StatusLine:
         text = (
             f"{'connected' if connected else 'RECONNECTING'} | {fps:4.1f} fps | "
             f"latency p50 {_ms(p50)} p95 {_ms(p95)} | sent {sent} answered {answered} "
-            f"skipped {skipped} | {bytes_sent / max(sent, 1) / 1000:.1f} kB/frame"
+            f"skipped {skipped_edge} edge {skipped_server} server | "
+            f"{bytes_sent / max(sent, 1) / 1000:.1f} kB/frame"
         )
         padding = max(0, self._width - len(text))
         self._width = len(text)
