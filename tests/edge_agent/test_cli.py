@@ -148,3 +148,32 @@ def test_exit_codes_are_distinct_and_documented(serve: ServerThread[IngestServer
     refused = edge_agent(*vtest_args(serve.server.port, "--frames", "5", "--classes", "unicorn"))
     assert refused.returncode == 5
     assert "unicorn" in refused.stderr
+
+
+def test_the_agent_needs_no_model_runtime() -> None:
+    # A Raspberry Pi installs framewire[agent]: neither that extra nor the
+    # agent's imports may pull in a model runtime or the server side.
+    from importlib import metadata
+
+    agent_requirements = [
+        requirement
+        for requirement in metadata.requires("framewire") or []
+        if requirement.replace('"', "'").endswith("extra == 'agent'")
+    ]
+    assert agent_requirements
+    for heavy in ("onnxruntime", "tensorrt", "pycuda", "prometheus", "openpibo"):
+        assert not any(heavy in requirement for requirement in agent_requirements)
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, framewire.edge_agent.cli;"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('onnxruntime', 'prometheus_client', 'tensorrt') or "
+            "m.startswith(('framewire.inference', 'framewire.ingest'))))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "[]"
