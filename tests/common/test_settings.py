@@ -25,6 +25,7 @@ class OuterConfig:
     model: Path | None = option(None, "model path")
     classes: tuple[str, ...] = option((), "labels")
     backend: str = option("opencv", "which", choices=("opencv", "onnxruntime"))
+    size: tuple[int, int] | None = option(None, "WxH", parse=parse_wxh)
 
     def __post_init__(self) -> None:
         if self.max_frame_age <= 0:
@@ -109,3 +110,10 @@ def test_parse_wxh() -> None:
     for bad in ("640", "0x480", "axb"):
         with pytest.raises(ValueError, match=r"size|positive"):
             parse_wxh(bad)
+
+
+def test_optional_settings_with_their_own_parser_accept_none() -> None:
+    assert build(["--size=640x480"]).size == (640, 480)
+    assert build(["--size=none"]).size is None
+    assert build([], {"FRAMEWIRE_SIZE": ""}).size is None
+    assert build(["--model=none"]).model is None

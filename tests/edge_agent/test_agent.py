@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -26,13 +25,6 @@ from tests.harness import (
 from tests.ingest.conftest import serve_config
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def serve() -> Iterator[ServerThread[IngestServer]]:
-    server = ServerThread(lambda: start_serve(serve_config()))
-    yield server
-    server.stop()
 
 
 def vtest() -> str:

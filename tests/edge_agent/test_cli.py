@@ -5,27 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import pytest
 
 from framewire.edge_agent.cli import EXIT_CODES
-from framewire.ingest.serve_command import start_serve
 from framewire.ingest.server import IngestServer
 from tests.conftest import shared_file
 from tests.harness import ServerThread, free_port
-from tests.ingest.conftest import serve_config
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def serve() -> Iterator[ServerThread[IngestServer]]:
-    server = ServerThread(lambda: start_serve(serve_config()))
-    yield server
-    server.stop()
 
 
 def edge_agent(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

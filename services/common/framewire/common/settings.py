@@ -93,17 +93,33 @@ def env_name(field: dataclasses.Field[Any]) -> str:
     return ENV_PREFIX + field.name.upper()
 
 
+def _text_parser(field: dataclasses.Field[Any], kind: Any) -> Callable[[str], Any]:
+    """How a setting is read from text: its own ``parse``, or one chosen from its type.
+
+    For an optional setting (``X | None``) an empty text or ``none`` means None,
+    whichever parser reads the rest.
+    """
+    parse: Callable[[str], Any] | None = field.metadata.get("parse")
+    if parse is None:
+        return _parser_for(kind)
+    if type(None) in typing.get_args(kind):
+        return _none_or(parse)
+    return parse
+
+
+def _none_or(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def optional(text: str) -> Any:
+        return None if text.strip().lower() in ("", "none") else parse(text)
+
+    return optional
+
+
 def _parser_for(kind: Any) -> Callable[[str], Any]:
     """Returns the text parser for a field type."""
     origin = typing.get_origin(kind)
     if origin in (types.UnionType, typing.Union):
         members = [arg for arg in typing.get_args(kind) if arg is not type(None)]
-        inner = _parser_for(members[0])
-
-        def optional(text: str) -> Any:
-            return None if text.strip().lower() in ("", "none") else inner(text)
-
-        return optional
+        return _none_or(_parser_for(members[0]))
     if origin is tuple:
         element = _parser_for(typing.get_args(kind)[0])
 
@@ -165,7 +181,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type[Any]) -> None:
         group.add_argument(
             flag_name(field),
             dest=field.name,
-            type=_checked(meta.get("parse") or _parser_for(kind), field.name),
+            type=_checked(_text_parser(field, kind), field.name),
             choices=meta.get("choices"),
             metavar=meta.get("metavar"),
             default=argparse.SUPPRESS,
@@ -209,7 +225,7 @@ def from_namespace(
         elif hasattr(namespace, field.name):
             values[field.name] = getattr(namespace, field.name)
         elif field.metadata.get("env", True) and env_name(field) in environ:
-            parse = field.metadata.get("parse") or _parser_for(kind)
+            parse = _text_parser(field, kind)
             text = environ[env_name(field)]
             try:
                 values[field.name] = parse(text)

@@ -37,15 +37,6 @@ JPEG_BLOCK = 8
 MAX_BLUR = 31
 
 
-def _optional_int(text: str) -> int | None:
-    stripped = text.strip().lower()
-    return None if stripped in ("", "none") else int(stripped)
-
-
-def _optional_size(text: str) -> tuple[int, int] | None:
-    return None if text.strip().lower() in ("", "none") else parse_wxh(text)
-
-
 @dataclass(frozen=True)
 class CompressionConfig:
     """How the agent compresses each frame before sending it."""
@@ -53,13 +44,12 @@ class CompressionConfig:
     resize: tuple[int, int] | None = option(
         None,
         "resize every frame to exactly WIDTHxHEIGHT before encoding, e.g. 480x270",
-        parse=_optional_size,
+        parse=parse_wxh,
         metavar="WxH",
     )
     max_width: int | None = option(
         None,
         "shrink frames wider than this many pixels, keeping the aspect ratio",
-        parse=_optional_int,
         metavar="PIXELS",
     )
     blur: int = option(

@@ -22,30 +22,6 @@ def _default_stream_id() -> str:
     return f"{host}-cam"
 
 
-def _optional_float(text: str) -> float | None:
-    return None if text.strip().lower() in ("", "none") else float(text)
-
-
-def _optional_duration(text: str) -> float | None:
-    return None if text.strip().lower() in ("", "none") else parse_duration(text)
-
-
-def _optional_int(text: str) -> int | None:
-    return None if text.strip().lower() in ("", "none") else int(text)
-
-
-def _optional_path(text: str) -> Path | None:
-    return None if text.strip().lower() in ("", "none") else Path(text)
-
-
-def _optional_text(text: str) -> str | None:
-    return None if not text.strip() else text
-
-
-def _labels(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
 @dataclass(frozen=True)
 class StreamOptions:
     """What the agent asks of the server and how it talks to it."""
@@ -60,12 +36,10 @@ class StreamOptions:
     score_threshold: float | None = option(
         None,
         "drop detections scoring below this, 0..1; none: the server's default",
-        parse=_optional_float,
     )
     classes: tuple[str, ...] = option(
         (),
         "only return these labels, comma-separated (e.g. person,car); empty: all",
-        parse=_labels,
     )
     max_in_flight: int = option(
         2, "frames sent and not yet answered at most; a newer capture replaces a waiting one"
@@ -97,12 +71,11 @@ class CaptureOptions:
     fps: float | None = option(
         None,
         "frames per second to capture; none: a file's own rate, a camera's full rate",
-        parse=_optional_float,
     )
     loop: bool = option(False, "start a video file or image folder again at its end")
-    frames: int | None = option(None, "stop after capturing this many frames", parse=_optional_int)
+    frames: int | None = option(None, "stop after capturing this many frames")
     duration: float | None = option(
-        None, "stop after this long (e.g. 30s, 5m)", parse=_optional_duration
+        None, "stop after this long (e.g. 30s, 5m)", parse=parse_duration
     )
 
 
@@ -120,16 +93,14 @@ class OutputOptions:
         None,
         "shell command to run for each result with a matching detection; "
         "gets the result as JSON on stdin; never blocks capture",
-        parse=_optional_text,
         metavar="CMD",
     )
     on_detect_classes: tuple[str, ...] = option(
-        (), "labels that trigger --on-detect, comma-separated; empty: any", parse=_labels
+        (), "labels that trigger --on-detect, comma-separated; empty: any"
     )
     record: Path | None = option(
         None,
         "write the frames as sent, with boxes and labels drawn, to this video (.mp4 or .avi)",
-        parse=_optional_path,
         metavar="PATH",
     )
     log_level: str = option("warning", "log level", choices=("debug", "info", "warning", "error"))
