@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from framewire.common import settings
+from framewire.common.contract import MAX_FRAME_PIXELS
+from framewire.inference.backends import Backend
 from framewire.inference.command import add_arguments
-from framewire.inference.config import EngineConfig, InferenceServerConfig, parse_input_size
+from framewire.inference.config import (
+    BACKENDS,
+    HEADS,
+    MAX_DEFAULT_DECODE_THREADS,
+    EngineConfig,
+    InferenceServerConfig,
+    parse_input_size,
+)
+from framewire.inference.heads import Head
 
 
 def build(argv: list[str], environ: dict[str, str] | None = None) -> InferenceServerConfig:
@@ -26,6 +38,27 @@ def test_defaults() -> None:
     assert config.engine.backend is None
     assert config.engine.max_batch == 8
     assert config.listen.port == 50051
+    # The pixel limit is the contract's, shared with ingest.
+    assert config.engine.max_image_pixels == MAX_FRAME_PIXELS
+
+
+def _concrete(base: type[Any]) -> set[type[Any]]:
+    found = set()
+    for subclass in base.__subclasses__():
+        found |= _concrete(subclass)
+        if not inspect.isabstract(subclass):
+            found.add(subclass)
+    return found
+
+
+def test_choices_name_exactly_the_backends_and_heads_there_are() -> None:
+    assert set(BACKENDS) == {backend.name for backend in _concrete(Backend)}
+    assert set(HEADS) == {"auto"} | {head.name for head in _concrete(Head)}
+
+
+def test_decode_threads_default_to_the_cores_up_to_a_limit() -> None:
+    assert 1 <= EngineConfig().decode_thread_count() <= MAX_DEFAULT_DECODE_THREADS
+    assert EngineConfig(decode_threads=12).decode_thread_count() == 12
 
 
 def test_flags_and_environment_reach_the_nested_configs() -> None:

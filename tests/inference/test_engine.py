@@ -1,16 +1,19 @@
-"""The engine without gRPC: loading errors, labels, input sizes, metrics, closing."""
+"""The engine without gRPC: loading errors, labels, input sizes, metrics, the null engine."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
 from framewire.common.errors import FramewireError
-from framewire.inference import Engine
+from framewire.inference import Engine, ModelEngine
 from framewire.inference.labels import COCO91_IDS, COCO_LABELS
+from framewire.inference.loading import load_model
+from framewire.inference.models import resolve_model
 from framewire.v1 import inference_service_pb2
 from tests.inference.conftest import (
     engine_config,
@@ -148,5 +151,82 @@ def test_null_engine_in_process() -> None:
         assert too_many.value.code == grpc.StatusCode.INVALID_ARGUMENT
         with pytest.raises(ValueError, match="null"):
             engine.input_batch([])
+    finally:
+        engine.close()
+
+
+def test_null_engine_checks_options_and_headers_and_counts_them(tmp_path: Path) -> None:
+    """No model, but the same per-image checks and books as a model engine."""
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\n", encoding="utf-8")
+    registry = CollectorRegistry()
+    config = engine_config(backend="null", labels=labels, max_batch=4, max_image_pixels=100)
+    engine = Engine.load(config, registry)
+    try:
+        assert engine.labels == ("cat", "dog")
+        small = synthetic_jpeg(8, 8)
+        response = engine.detect(
+            inference_service_pb2.DetectRequest(
+                images=[
+                    jpeg_image(
+                        small, options=inference_service_pb2.DetectOptions(class_filter=["dog"])
+                    ),
+                    jpeg_image(
+                        small, options=inference_service_pb2.DetectOptions(class_filter=["car"])
+                    ),
+                    jpeg_image(synthetic_jpeg(20, 20)),
+                    jpeg_image(small[:-2]),
+                ]
+            )
+        )
+        codes = [result.error.code for result in response.results]
+        assert codes == [
+            grpc.StatusCode.OK.value[0],
+            grpc.StatusCode.INVALID_ARGUMENT.value[0],
+            grpc.StatusCode.RESOURCE_EXHAUSTED.value[0],
+            grpc.StatusCode.INVALID_ARGUMENT.value[0],
+        ]
+        assert "car" in response.results[1].error.message
+        for result in response.results:
+            assert result.timings.HasField("total")
+            assert not result.timings.HasField("decode")
+        assert (
+            registry.get_sample_value("framewire_inference_images_total", {"outcome": "processed"})
+            == 1.0
+        )
+        assert (
+            registry.get_sample_value("framewire_inference_images_total", {"outcome": "failed"})
+            == 3.0
+        )
+    finally:
+        engine.close()
+
+
+def test_a_loaded_model_is_served_by_the_engine_it_is_given() -> None:
+    """Loading settles head, input and labels and warms up; the engine only serves."""
+    config = engine_config(
+        model=model_path("yolov8n-untrained.onnx"), max_batch=2, input_size=(64, 64)
+    )
+    files = resolve_model(config)
+    assert files is not None
+    model = load_model(config, files, None)
+    assert (model.head.name, model.spec.width, model.spec.height) == ("yolov8", 64, 64)
+    assert len(model.labels) == 80
+    assert model.warmup_seconds > 0
+    engine = ModelEngine(model, config)
+    try:
+        assert (engine.model_id, engine.head_name, engine.input_size) == (
+            model.model_id,
+            "yolov8",
+            (64, 64),
+        )
+        assert engine.input_batch([np.zeros((48, 64, 3), np.uint8)]).shape == (1, 3, 64, 64)
+        response = engine.detect(
+            inference_service_pb2.DetectRequest(images=[jpeg_image(synthetic_jpeg(32, 24))])
+        )
+        result = response.results[0]
+        assert not result.HasField("error")
+        assert (result.width, result.height) == (32, 24)
+        assert result.timings.HasField("inference")
     finally:
         engine.close()

@@ -11,10 +11,12 @@ ingest's settings, so its field names must not collide with theirs.
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from framewire.common.contract import MAX_FRAME_PIXELS
 from framewire.common.serving import ListenConfig
 from framewire.common.settings import option
 from framewire.common.transport import TransportConfig
@@ -27,6 +29,9 @@ DEVICES = ("auto", "cpu", "cuda")
 # CPU gains nothing from batches this large, but the limit keeps one request
 # from holding gigabytes of decoded pixels.
 MAX_BATCH_LIMIT = 64
+# Decode threads when none are configured: one per core up to this many; more
+# would only compete with the model's own threads.
+MAX_DEFAULT_DECODE_THREADS = 8
 
 
 def parse_input_size(text: str) -> tuple[int, int]:
@@ -86,7 +91,7 @@ class EngineConfig:
         30000, "most boxes per image considered by NMS, highest scores first (YOLO)"
     )
     max_image_pixels: int = option(
-        4096 * 4096,
+        MAX_FRAME_PIXELS,
         "largest image accepted, in pixels (width x height, read from the JPEG header "
         "before decoding); larger ones get RESOURCE_EXHAUSTED",
     )
@@ -106,7 +111,9 @@ class EngineConfig:
         "an idle machine, CPU taken from decoding and other processes otherwise",
     )
     decode_threads: int = option(
-        0, "threads decoding and preprocessing images; 0: one per CPU core, at most 8"
+        0,
+        "threads decoding and preprocessing images; 0: one per CPU core, "
+        f"at most {MAX_DEFAULT_DECODE_THREADS}",
     )
     concurrent_batches: int = option(
         2,
@@ -140,6 +147,10 @@ class EngineConfig:
             raise ValueError("input_size must be positive")
         if self.model_config is not None and self.model is None:
             raise ValueError("model_config is the text graph of --model; give --model too")
+
+    def decode_thread_count(self) -> int:
+        """``decode_threads``, or the default for this machine when it is 0."""
+        return self.decode_threads or min(MAX_DEFAULT_DECODE_THREADS, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)

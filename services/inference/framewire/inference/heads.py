@@ -31,7 +31,6 @@ from framewire.inference.nms import non_max_suppression
 from framewire.inference.preprocess import Fit, Placement, to_normalized
 from framewire.inference.signature import TensorInfo
 
-HEAD_NAMES = ("yolov8", "yolov5", "ssd")
 # Output names of the TensorFlow Object Detection API, in its order.
 _SSD_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 
@@ -101,7 +100,7 @@ class _YoloHead(Head):
     # Channels before the class scores: cx, cy, w, h (+ objectness for v5).
     box_channels: ClassVar[int]
 
-    def check_outputs(self, outputs: Sequence[npt.NDArray[np.float32]], batch: int) -> int | None:
+    def check_outputs(self, outputs: Sequence[npt.NDArray[np.float32]], batch: int) -> int:
         if len(outputs) != 1 or outputs[0].ndim != 3 or outputs[0].shape[0] != batch:
             shapes = [tuple(output.shape) for output in outputs]
             raise ValueError(

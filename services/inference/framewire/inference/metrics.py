@@ -11,9 +11,9 @@ from __future__ import annotations
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info
 
+from framewire.common.contract import MODEL_STAGES
 from framewire.common.metrics import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS
 
-STAGES = ("decode", "preprocess", "inference", "postprocess")
 OUTCOMES = ("processed", "failed")
 
 
@@ -69,11 +69,12 @@ class InferenceMetrics:
         # Children exist from the start so dashboards see zeros, not gaps.
         for outcome in OUTCOMES:
             self.images.labels(outcome=outcome)
-        for stage in STAGES:
-            self.stage_seconds.labels(stage=stage)
+        # The contract's stages only: a name it lacks fails here instead of adding a label.
+        self._stages = {stage: self.stage_seconds.labels(stage=stage) for stage in MODEL_STAGES}
 
     def observe_stage(self, stage: str, seconds: float) -> None:
-        self.stage_seconds.labels(stage=stage).observe(seconds)
+        """Observes one of the contract's model stages (``MODEL_STAGES``)."""
+        self._stages[stage].observe(seconds)
 
     def count_images(self, processed: int, errors: list[grpc.StatusCode]) -> None:
         if processed:
