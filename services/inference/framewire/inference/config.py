@@ -20,6 +20,7 @@ from framewire.common.contract import MAX_FRAME_PIXELS
 from framewire.common.serving import ListenConfig
 from framewire.common.settings import option
 from framewire.common.transport import TransportConfig
+from framewire.inference.heads import SsdHead, YoloV8Head
 
 BACKENDS = ("onnxruntime", "opencv", "null")
 HEADS = ("auto", "yolov8", "yolov5", "ssd")
@@ -76,7 +77,8 @@ class EngineConfig:
     max_batch: int = option(8, "largest number of images in one Detect call (one model batch)")
     input_size: tuple[int, int] | None = option(
         None,
-        "model input size, 640 or WIDTHxHEIGHT; none: from the model (YOLO 640, SSD 300)",
+        "model input size, 640 or WIDTHxHEIGHT; none: from the model "
+        f"(YOLO {YoloV8Head.default_input_size[0]}, SSD {SsdHead.default_input_size[0]})",
         parse=parse_input_size,
         metavar="SIZE",
     )
