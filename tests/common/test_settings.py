@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -117,3 +119,46 @@ def test_optional_settings_with_their_own_parser_accept_none() -> None:
     assert build(["--size=none"]).size is None
     assert build([], {"FRAMEWIRE_SIZE": ""}).size is None
     assert build(["--model=none"]).model is None
+
+
+@dataclass(frozen=True)
+class DerivingConfig:
+    """Holds InnerConfig's max_batch_size under another name and sets it itself."""
+
+    DERIVED: ClassVar[frozenset[str]] = frozenset({"max_batch_size"})
+
+    inner: InnerConfig = InnerConfig()
+    batch: int = option(4, "the one batch size")
+
+    def __post_init__(self) -> None:
+        inner = dataclasses.replace(self.inner, max_batch_size=self.batch)
+        object.__setattr__(self, "inner", inner)
+
+
+def test_derived_settings_have_no_flag_and_ignore_the_environment() -> None:
+    parser = argparse.ArgumentParser()
+    settings.add_arguments(parser, DerivingConfig)
+    flags = {option for action in parser._actions for option in action.option_strings}
+    assert "--batch" in flags
+    assert "--enabled" in flags
+    assert "--max-batch-size" not in flags
+    environ = {"FRAMEWIRE_MAX_BATCH_SIZE": "99"}
+    config = settings.from_namespace(DerivingConfig, parser.parse_args(["--batch", "6"]), environ)
+    assert config.inner.max_batch_size == 6
+
+
+def test_framewire_serve_has_one_flag_per_idea() -> None:
+    from framewire.ingest.serve_command import ServeConfig
+
+    parser = argparse.ArgumentParser()
+    settings.add_arguments(parser, ServeConfig)
+    flags = [option for action in parser._actions for option in action.option_strings]
+    assert len(flags) == len(set(flags))
+    assert "--max-batch" not in flags
+    assert "--concurrent-batches" not in flags
+    assert "--max-image-pixels" not in flags
+    argv = ["--max-batch-size", "3", "--batches-in-flight", "1", "--max-frame-pixels", "1000"]
+    config = settings.from_namespace(ServeConfig, parser.parse_args(argv), {})
+    assert config.engine.max_batch == 3
+    assert config.engine.concurrent_batches == 1
+    assert config.engine.max_image_pixels == 1000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from framewire.ingest.hints import StreamLoad, advise, worth_sending
+from framewire.ingest.hints import HintReviewer, StreamLoad, advise, worth_sending
 from framewire.v1 import ingest_service_pb2
 
 
@@ -65,3 +65,28 @@ def test_frames_just_over_the_size_limit_get_no_scale_hint() -> None:
         advise(load(0, 0, 0), load(10, 10, 0, side=602), 2.0, model_side=300, max_frame_bytes=10**6)
         is None
     )
+
+
+def test_the_reviewer_advises_on_each_interval_and_does_not_repeat_itself() -> None:
+    reviewer = HintReviewer()
+    limits = {"model_side": 640, "max_frame_bytes": 10**6}
+    reviewer.saw_frame(640, 480, 30_000)
+    # The first review only sets the baseline.
+    assert reviewer.review(0.0, received=0, answered=0, skipped=0, **limits) is None
+    reviewer.saw_frame(640, 480, 30_000)
+    hint = reviewer.review(2.0, received=60, answered=20, skipped=40, **limits)
+    assert hint is not None
+    assert hint.target_fps == pytest.approx(10.0)
+    # The same situation a moment later tells the agent nothing new.
+    reviewer.saw_frame(640, 480, 30_000)
+    assert reviewer.review(4.0, received=120, answered=40, skipped=80, **limits) is None
+
+
+def test_the_reviewer_looks_only_at_frames_since_the_last_review() -> None:
+    reviewer = HintReviewer()
+    limits = {"model_side": 300, "max_frame_bytes": 10**6}
+    reviewer.saw_frame(1920, 1080, 30_000)
+    assert reviewer.review(0.0, received=10, answered=10, skipped=0, **limits) is None
+    # The oversized frame belonged to the previous interval: no scale advice now.
+    reviewer.saw_frame(400, 300, 30_000)
+    assert reviewer.review(2.0, received=20, answered=20, skipped=0, **limits) is None

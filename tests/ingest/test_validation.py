@@ -9,8 +9,8 @@ import pytest
 
 from framewire.common.errors import FramewireError
 from framewire.ingest.config import IngestConfig
+from framewire.ingest.targets import ModelDescription
 from framewire.ingest.validation import (
-    ModelDescription,
     check_frame,
     check_image,
     check_report,

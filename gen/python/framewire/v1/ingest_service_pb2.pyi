@@ -91,7 +91,9 @@ class StreamConfig(_message.Message):
     """
     max_in_flight: _builtins.int
     """How many frames the agent lets go unanswered at once. Zero means the
-    default of 2; larger values are capped at ServerLimits.max_in_flight.
+    server's default (2 unless its operator changed it); larger values are
+    capped at ServerLimits.max_in_flight. StreamAccepted.max_in_flight says
+    what was granted.
     """
     client_version: _builtins.str
     """The agent's name and version, for example "framewire-edge-agent/0.1.0"."""

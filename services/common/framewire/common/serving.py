@@ -173,10 +173,15 @@ class LoopThread:
             tasks = [task for task in asyncio.all_tasks() if task is not current]
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            for task, result in zip(tasks, results, strict=True):
+                if isinstance(result, Exception):
+                    _LOGGER.error("task %s failed", task.get_name(), exc_info=result)
 
-        with contextlib.suppress(Exception):
+        try:
             self.run(cancel_the_rest(), timeout=10)
+        except Exception:
+            _LOGGER.exception("%s: cancelling the loop's remaining tasks failed", self._thread.name)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
         self.loop.close()

@@ -10,7 +10,11 @@ person can act on; the command line turns that into a usage error.
 
 Dataclass fields whose type is itself a settings dataclass are flattened: their
 options appear on the same command line without a prefix, so field names must
-be unique across the nested classes.
+be unique across the nested classes. Where two nested classes hold the same
+idea under different names (``framewire serve`` has ingest's
+``max_batch_size`` and the engine's ``max_batch``), the outer class lists the
+nested names it sets itself in ``DERIVED``; those get no flag and no
+environment variable, so each idea has one name on a command line.
 """
 
 from __future__ import annotations
@@ -149,17 +153,29 @@ def _is_settings(kind: Any) -> bool:
     return isinstance(kind, type) and dataclasses.is_dataclass(kind)
 
 
-def _fields(cls: type[Any]) -> list[tuple[dataclasses.Field[Any], Any]]:
+def _fields(
+    cls: type[Any], derived: frozenset[str] = frozenset()
+) -> list[tuple[dataclasses.Field[Any], Any]]:
     hints = typing.get_type_hints(cls)
-    return [(field, hints[field.name]) for field in dataclasses.fields(cls)]
+    return [
+        (field, hints[field.name]) for field in dataclasses.fields(cls) if field.name not in derived
+    ]
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type[Any]) -> None:
+def _derived(cls: type[Any], inherited: frozenset[str]) -> frozenset[str]:
+    """Setting names that ``cls`` (or a class around it) derives instead of reading."""
+    return inherited | frozenset(getattr(cls, "DERIVED", ()))
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser, cls: type[Any], derived: frozenset[str] = frozenset()
+) -> None:
     """Adds one flag per setting of ``cls`` (and of nested settings) to ``parser``."""
+    derived = _derived(cls, derived)
     group = parser.add_argument_group(_group_title(cls))
-    for field, kind in _fields(cls):
+    for field, kind in _fields(cls, derived):
         if _is_settings(kind):
-            add_arguments(parser, kind)
+            add_arguments(parser, kind, derived)
             continue
         meta = field.metadata
         if "help" not in meta:
@@ -210,7 +226,10 @@ def _group_title(cls: type[Any]) -> str:
 
 
 def from_namespace(
-    cls: type[T], namespace: argparse.Namespace, environ: Mapping[str, str] | None = None
+    cls: type[T],
+    namespace: argparse.Namespace,
+    environ: Mapping[str, str] | None = None,
+    derived: frozenset[str] = frozenset(),
 ) -> T:
     """Builds ``cls`` from parsed flags, falling back to the environment, then to defaults.
 
@@ -218,10 +237,11 @@ def from_namespace(
     cannot be parsed, and whatever the dataclass's own validation raises.
     """
     environ = os.environ if environ is None else environ
+    derived = _derived(cls, derived)
     values: dict[str, Any] = {}
-    for field, kind in _fields(cls):
+    for field, kind in _fields(cls, derived):
         if _is_settings(kind):
-            values[field.name] = from_namespace(kind, namespace, environ)
+            values[field.name] = from_namespace(kind, namespace, environ, derived)
         elif hasattr(namespace, field.name):
             values[field.name] = getattr(namespace, field.name)
         elif field.metadata.get("env", True) and env_name(field) in environ:

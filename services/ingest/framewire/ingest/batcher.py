@@ -22,10 +22,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 import grpc
 
+from framewire.common.contract import MODEL_STAGES
 from framewire.common.errors import FramewireError
 from framewire.common.protoutil import duration, seconds
 from framewire.common.serving import log_task_failure
@@ -36,13 +36,6 @@ from framewire.ingest.targets import InferenceTarget, unavailable_everywhere
 from framewire.v1 import common_pb2, inference_service_pb2, ingest_service_pb2
 
 _LOGGER = logging.getLogger(__name__)
-
-_MODEL_STAGES: tuple[Literal["decode", "preprocess", "inference", "postprocess"], ...] = (
-    "decode",
-    "preprocess",
-    "inference",
-    "postprocess",
-)
 
 
 class Batcher:
@@ -299,7 +292,8 @@ class Batcher:
     def _observe(self, timings: common_pb2.StageTimings, queue: float, total: float) -> None:
         stage = self._metrics.stage
         stage["queue"].observe(queue)
-        for name in _MODEL_STAGES:
-            if timings.HasField(name):
+        for name in MODEL_STAGES:
+            # The names are StageTimings' own fields (read from its descriptor).
+            if timings.HasField(name):  # type: ignore[arg-type]
                 stage[name].observe(seconds(getattr(timings, name)))
         stage["total"].observe(total)

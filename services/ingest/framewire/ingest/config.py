@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from framewire.common.contract import DEFAULT_MAX_IN_FLIGHT, MAX_FRAME_PIXELS, MAX_REPORT_SAMPLES
 from framewire.common.serving import ListenConfig
 from framewire.common.settings import option, parse_duration
 from framewire.common.transport import MIB, TransportConfig
@@ -37,15 +38,17 @@ class IngestConfig:
     )
     max_frame_bytes: int = option(4 * MIB, "largest encoded frame accepted, in bytes")
     max_frame_pixels: int = option(
-        4096 * 4096, "largest width x height accepted, read from the JPEG header"
+        MAX_FRAME_PIXELS, "largest width x height accepted, read from the JPEG header"
     )
     max_in_flight_cap: int = option(
         8, "the most unanswered frames a stream may ask for (StreamConfig.max_in_flight)"
     )
     default_max_in_flight: int = option(
-        2, "unanswered frames granted when a stream does not ask for a number"
+        DEFAULT_MAX_IN_FLIGHT, "unanswered frames granted when a stream does not ask for a number"
     )
-    max_report_samples: int = option(1000, "most end-to-end latency samples in one AgentReport")
+    max_report_samples: int = option(
+        MAX_REPORT_SAMPLES, "most end-to-end latency samples in one AgentReport"
+    )
     report_interval: float = option(
         1.0, "how often agents are asked to send an AgentReport", parse=parse_duration
     )
@@ -116,7 +119,7 @@ class TargetsConfig:
 class IngestServerConfig:
     """Everything `framewire ingest` takes."""
 
-    targets: TargetsConfig = TargetsConfig(inference=("127.0.0.1:50052",))
+    targets: TargetsConfig
     ingest: IngestConfig = IngestConfig()
     listen: ListenConfig = ListenConfig()
     transport: TransportConfig = TransportConfig()

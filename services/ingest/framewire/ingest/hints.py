@@ -94,3 +94,60 @@ def worth_sending(
         if change > 0.2 * max(previous.target_fps, 0.5):
             return True
     return hint.scale != previous.scale or hint.jpeg_quality != previous.jpeg_quality
+
+
+@dataclass
+class HintReviewer:
+    """One stream's FlowHint bookkeeping between reviews.
+
+    It keeps the largest frame seen since the last review, that review's
+    counters, and the last hint sent, so each review advises on one interval
+    and repeats nothing the agent was already told.
+    """
+
+    largest_side: int = 0
+    largest_bytes: int = 0
+    last_review: tuple[float, StreamLoad] | None = None
+    last_hint: tuple[float, ingest_service_pb2.FlowHint] | None = None
+
+    def saw_frame(self, width: int, height: int, size: int) -> None:
+        """Notes one received frame's dimensions and byte size."""
+        self.largest_side = max(self.largest_side, width, height)
+        self.largest_bytes = max(self.largest_bytes, size)
+
+    def review(
+        self,
+        now: float,
+        *,
+        received: int,
+        answered: int,
+        skipped: int,
+        model_side: int,
+        max_frame_bytes: int,
+    ) -> ingest_service_pb2.FlowHint | None:
+        """The hint to send now, or None; ``now`` is monotonic seconds, counters cumulative."""
+        load = StreamLoad(
+            received=received,
+            answered=answered,
+            skipped=skipped,
+            largest_side=self.largest_side,
+            largest_bytes=self.largest_bytes,
+        )
+        self.largest_side = self.largest_bytes = 0
+        previous, self.last_review = self.last_review, (now, load)
+        if previous is None:
+            return None
+        hint = advise(
+            previous[1],
+            load,
+            now - previous[0],
+            model_side=model_side,
+            max_frame_bytes=max_frame_bytes,
+        )
+        if hint is None:
+            return None
+        last = self.last_hint
+        if not worth_sending(last[1] if last else None, hint, now - last[0] if last else 0.0):
+            return None
+        self.last_hint = (now, hint)
+        return hint

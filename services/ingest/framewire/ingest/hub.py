@@ -21,31 +21,25 @@ import grpc
 
 from framewire.common import __version__, errors
 from framewire.common.errors import FramewireError
-from framewire.common.protoutil import duration, seconds
+from framewire.common.protoutil import duration
 from framewire.common.serving import log_task_failure
 from framewire.ingest import hints
 from framewire.ingest.batcher import Batcher
 from framewire.ingest.config import IngestConfig
 from framewire.ingest.metrics import IngestMetrics
 from framewire.ingest.streams import Outcome, StreamSession, StreamSettings
-from framewire.ingest.targets import InferenceTarget
+from framewire.ingest.targets import InferenceTarget, ModelDescription
 from framewire.ingest.validation import (
-    ModelDescription,
     check_frame,
     check_image,
     check_report,
     stream_settings,
 )
-from framewire.v1 import ingest_service_pb2
+from framewire.v1 import ingest_service_pb2, ingest_service_pb2_grpc
 
 _LOGGER = logging.getLogger(__name__)
 
 SERVER_VERSION = f"framewire-ingest/{__version__}"
-_SKIP_LABELS = {
-    ingest_service_pb2.SKIP_REASON_SUPERSEDED: "superseded",
-    ingest_service_pb2.SKIP_REASON_STALE: "stale",
-    ingest_service_pb2.SKIP_REASON_DISCONNECTED: "disconnected",
-}
 
 
 class _Stream:
@@ -56,10 +50,7 @@ class _Stream:
         self.writable = asyncio.Event()  # something to write, or the session finished
         self.readable = asyncio.Event()  # room in the window to read another request
         self.reader: asyncio.Task[None] | None = None
-        self.last_review: tuple[float, hints.StreamLoad] | None = None
-        self.last_hint: tuple[float, ingest_service_pb2.FlowHint] | None = None
-        self.peak_side = 0
-        self.peak_bytes = 0
+        self.hints = hints.HintReviewer()
 
         def wakeup() -> None:
             self.writable.set()
@@ -68,8 +59,8 @@ class _Stream:
         session.wakeup = wakeup
 
 
-class Hub:
-    """Every open stream of one ingest server."""
+class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
+    """The IngestService servicer: every open stream of one ingest server."""
 
     def __init__(
         self,
@@ -109,7 +100,9 @@ class Hub:
 
     # -- one call -------------------------------------------------------------
 
-    async def run_stream(
+    # Responses are written with context.write (the reader and writer run
+    # side by side), so the handler returns None rather than an iterator.
+    async def StreamFrames(  # type: ignore[override]  # noqa: N802 - the contract's name
         self,
         requests: AsyncIterator[ingest_service_pb2.StreamFramesRequest],
         context: grpc.aio.ServicerContext[Any, Any],
@@ -120,8 +113,8 @@ class Hub:
         except FramewireError as error:
             await self._abort(context, error)
             return
-        stream = _Stream(StreamSession(next(self._keys), settings, on_outcome=self._count_outcome))
-        session = stream.session
+        session = StreamSession(next(self._keys), settings, on_outcome=self._metrics.count_outcome)
+        stream = _Stream(session)
         self._streams[session.key] = stream
         self._all_closed.clear()
         self.batcher.stream_opened()
@@ -259,8 +252,7 @@ class Hub:
         check_frame(frame, session.last_seq, self._config)
         self._metrics.frames_received.inc()
         self._metrics.frame_bytes.inc(len(frame.data))
-        stream.peak_side = max(stream.peak_side, frame.width, frame.height)
-        stream.peak_bytes = max(stream.peak_bytes, len(frame.data))
+        stream.hints.saw_frame(frame.width, frame.height, len(frame.data))
         problem = check_image(frame, self._config)
         if problem is not None:
             session.reject(frame, problem)
@@ -269,21 +261,7 @@ class Hub:
 
     def _on_report(self, report: ingest_service_pb2.AgentReport) -> None:
         check_report(report, self._config)
-        for latency in report.end_to_end_latencies:
-            self._metrics.end_to_end_latency.observe(seconds(latency))
-        for skip in report.skips:
-            self._metrics.edge_skipped_by_reason[_SKIP_LABELS[skip.reason]].inc(skip.count)
-        self._metrics.edge_frames_captured.inc(report.frames_captured)
-        self._metrics.edge_frames_sent.inc(report.frames_sent)
-        self._metrics.edge_bytes_sent.inc(report.bytes_sent)
-
-    def _count_outcome(self, outcome: Outcome) -> None:
-        if outcome is Outcome.PROCESSED:
-            self._metrics.frames_processed.inc()
-        elif outcome is Outcome.FAILED:
-            self._metrics.frames_failed.inc()
-        else:
-            self._metrics.skipped_by_reason[outcome.value].inc()
+        self._metrics.count_report(report)
 
     async def _abort(
         self, context: grpc.aio.ServicerContext[Any, Any], error: FramewireError
@@ -326,35 +304,17 @@ class Hub:
             side = max(model.input_width, model.input_height) if model else 0
             now = time.monotonic()
             for stream in list(self._streams.values()):
-                self._review(stream, now, side)
-
-    def _review(self, stream: _Stream, now: float, model_side: int) -> None:
-        session = stream.session
-        outcomes = session.outcomes
-        load = hints.StreamLoad(
-            received=session.received,
-            answered=outcomes[Outcome.PROCESSED] + outcomes[Outcome.FAILED],
-            skipped=outcomes[Outcome.SUPERSEDED] + outcomes[Outcome.STALE],
-            largest_side=stream.peak_side,
-            largest_bytes=stream.peak_bytes,
-        )
-        stream.peak_side = stream.peak_bytes = 0
-        previous, stream.last_review = stream.last_review, (now, load)
-        if previous is None:
-            return
-        hint = hints.advise(
-            previous[1],
-            load,
-            now - previous[0],
-            model_side=model_side,
-            max_frame_bytes=self._config.max_frame_bytes,
-        )
-        if hint is None:
-            return
-        last = stream.last_hint
-        if hints.worth_sending(last[1] if last else None, hint, now - last[0] if last else 0.0):
-            stream.last_hint = (now, hint)
-            session.hint(hint)
+                outcomes = stream.session.outcomes
+                hint = stream.hints.review(
+                    now,
+                    received=stream.session.received,
+                    answered=outcomes[Outcome.PROCESSED] + outcomes[Outcome.FAILED],
+                    skipped=outcomes[Outcome.SUPERSEDED] + outcomes[Outcome.STALE],
+                    model_side=side,
+                    max_frame_bytes=self._config.max_frame_bytes,
+                )
+                if hint is not None:
+                    stream.session.hint(hint)
 
     async def drain(self, grace: float) -> None:
         """Stops reading every stream, answers what was received, then ends the calls.

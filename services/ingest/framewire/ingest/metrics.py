@@ -16,6 +16,12 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from framewire.common.contract import (
+    EDGE_SKIP_REASONS,
+    SERVER_SKIP_REASONS,
+    SKIP_REASONS,
+    STAGES,
+)
 from framewire.common.metrics import (
     BATCH_SIZE_BUCKETS,
     LATENCY_BUCKETS,
@@ -23,10 +29,9 @@ from framewire.common.metrics import (
     LoopHistogram,
     LoopMetrics,
 )
-
-STAGES = ("queue", "decode", "preprocess", "inference", "postprocess", "total")
-INGEST_SKIP_REASONS = ("superseded", "stale", "abandoned")
-EDGE_SKIP_REASONS = ("superseded", "stale", "disconnected")
+from framewire.common.protoutil import seconds
+from framewire.ingest.streams import Outcome
+from framewire.v1 import ingest_service_pb2
 
 
 def _one(children: dict[tuple[str, ...], LoopCounter]) -> LoopCounter:
@@ -61,7 +66,7 @@ class IngestMetrics:
                 "Frames received and never processed, by reason: superseded and stale "
                 "(dropped to stay real-time), abandoned (the stream ended before a batch "
                 "took the frame).",
-                {"reason": INGEST_SKIP_REASONS},
+                {"reason": SERVER_SKIP_REASONS},
             )
         )
         self.frame_bytes = _one(
@@ -155,3 +160,22 @@ class IngestMetrics:
         self.queue_depth.set_function(queue_depth)
         self.batches_in_flight.set_function(batches_in_flight)
         self.targets_usable.set_function(targets_usable)
+
+    def count_outcome(self, outcome: Outcome) -> None:
+        """Counts how one received frame's life at ingest ended."""
+        if outcome is Outcome.PROCESSED:
+            self.frames_processed.inc()
+        elif outcome is Outcome.FAILED:
+            self.frames_failed.inc()
+        else:
+            self.skipped_by_reason[outcome.value].inc()
+
+    def count_report(self, report: ingest_service_pb2.AgentReport) -> None:
+        """Adds a validated AgentReport's figures to the fleet-wide edge metrics."""
+        for latency in report.end_to_end_latencies:
+            self.end_to_end_latency.observe(seconds(latency))
+        for skip in report.skips:
+            self.edge_skipped_by_reason[SKIP_REASONS[skip.reason]].inc(skip.count)
+        self.edge_frames_captured.inc(report.frames_captured)
+        self.edge_frames_sent.inc(report.frames_sent)
+        self.edge_bytes_sent.inc(report.bytes_sent)

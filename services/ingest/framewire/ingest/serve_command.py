@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 from prometheus_client import CollectorRegistry
 
@@ -30,12 +32,30 @@ DESCRIPTION = (
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """Everything `framewire serve` takes."""
+    """Everything `framewire serve` takes.
+
+    Ingest and the engine both bound the batch size, the batches at work and
+    the image size. In one process each is one idea with one flag (ingest's),
+    and the engine's copy follows it.
+    """
+
+    DERIVED: ClassVar[frozenset[str]] = frozenset(
+        {"max_batch", "concurrent_batches", "max_image_pixels"}
+    )
 
     engine: EngineConfig = EngineConfig()
     ingest: IngestConfig = IngestConfig()
     listen: ListenConfig = ListenConfig()
     transport: TransportConfig = TransportConfig()
+
+    def __post_init__(self) -> None:
+        engine = dataclasses.replace(
+            self.engine,
+            max_batch=self.ingest.max_batch_size,
+            concurrent_batches=self.ingest.batches_in_flight,
+            max_image_pixels=self.ingest.max_frame_pixels,
+        )
+        object.__setattr__(self, "engine", engine)
 
 
 async def start_serve(config: ServeConfig) -> IngestServer:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-import grpc
 from prometheus_client import CollectorRegistry
 
 from framewire.common.metrics import MetricsEndpoint, serve_metrics
@@ -24,22 +22,6 @@ from framewire.v1 import ingest_service_pb2, ingest_service_pb2_grpc
 _LOGGER = logging.getLogger(__name__)
 
 SERVICE_NAME = ingest_service_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
-
-
-class IngestServicer(ingest_service_pb2_grpc.IngestServiceServicer):
-    """The gRPC face of the hub; all the work happens there."""
-
-    def __init__(self, hub: Hub) -> None:
-        self._hub = hub
-
-    # Responses are written with context.write (the reader and writer run
-    # side by side), so the handler returns None rather than an iterator.
-    async def StreamFrames(  # type: ignore[override]  # noqa: N802 - the contract's name
-        self,
-        request_iterator: AsyncIterator[ingest_service_pb2.StreamFramesRequest],
-        context: grpc.aio.ServicerContext[Any, Any],
-    ) -> None:
-        await self._hub.run_stream(request_iterator, context)
 
 
 @dataclass
@@ -111,7 +93,7 @@ async def start_ingest_server(
         transport,
         service_names=[SERVICE_NAME],
         register=lambda server: ingest_service_pb2_grpc.add_IngestServiceServicer_to_server(
-            IngestServicer(hub), server
+            hub, server
         ),
     )
     changed = asyncio.Event()

@@ -27,6 +27,8 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from framewire.common import contract
+from framewire.common.contract import skip_reason_name
 from framewire.common.errors import FramewireError
 from framewire.v1 import common_pb2, inference_service_pb2, ingest_service_pb2
 
@@ -38,11 +40,11 @@ class Outcome(enum.Enum):
 
     PROCESSED = "processed"
     FAILED = "failed"
-    SUPERSEDED = "superseded"
-    STALE = "stale"
+    SUPERSEDED = skip_reason_name(ingest_service_pb2.SKIP_REASON_SUPERSEDED)
+    STALE = skip_reason_name(ingest_service_pb2.SKIP_REASON_STALE)
     # The call ended (client gone, protocol error) before a batch took the
     # frame. Nobody is left to tell; the metrics still count it.
-    ABANDONED = "abandoned"
+    ABANDONED = contract.ABANDONED
 
 
 SKIP_REASONS = {

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
@@ -21,7 +22,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from framewire.common import errors
 from framewire.common.errors import FramewireError
 from framewire.common.transport import TransportConfig, channel_options
-from framewire.ingest.validation import ModelDescription
 from framewire.v1 import inference_service_pb2, inference_service_pb2_grpc
 
 _LOGGER = logging.getLogger(__name__)
@@ -30,6 +30,23 @@ INFERENCE_SERVICE = "framewire.v1.InferenceService"
 # How long to wait before watching a lost replica's health again: short
 # enough that a restarted replica is used again within seconds.
 RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """What ingest needs to know about the model behind it."""
+
+    model_id: str
+    labels: tuple[str, ...]
+    default_score_threshold: float
+    max_batch_size: int
+    input_width: int = 0
+    input_height: int = 0
+
+    @property
+    def name(self) -> str:
+        """The model id without its weights hash: ``ssd_mobilenet_v2_coco``."""
+        return self.model_id.split("@", 1)[0]
 
 
 class Detector(Protocol):
@@ -147,7 +164,22 @@ class RemoteTarget(InferenceTarget):
 
     async def start(self, on_change: Callable[[], None]) -> None:
         self._on_change = on_change
+        self._start_watch()
+
+    def _start_watch(self) -> None:
         self._watch = asyncio.create_task(self._watch_health(), name=f"health-watch {self.name}")
+        self._watch.add_done_callback(self._watch_ended)
+
+    def _watch_ended(self, task: asyncio.Task[None]) -> None:
+        """The watch only ends when cancelled; if it ever dies, the target must not look usable."""
+        if task.cancelled():
+            return
+        _LOGGER.error(
+            "inference target %s: health watch stopped; the target is unusable",
+            self.name,
+            exc_info=task.exception(),
+        )
+        self._set_usable(False)
 
     async def _watch_health(self) -> None:
         failures = 0
@@ -174,6 +206,10 @@ class RemoteTarget(InferenceTarget):
                         error.code().name,
                         error.details(),
                     )
+            except Exception:
+                # Anything else (a bad model description, a bug) must not leave
+                # the target frozen in its last state: log it and watch again.
+                _LOGGER.exception("inference target %s: health watch failed", self.name)
             self._set_usable(False)
             await asyncio.sleep(RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)])
             failures += 1
@@ -199,7 +235,7 @@ class RemoteTarget(InferenceTarget):
         """Makes the health watch look again now, so a brief blip costs little."""
         if self._watch is not None and not self._watch.done():
             self._watch.cancel()
-        self._watch = asyncio.create_task(self._watch_health(), name=f"health-watch {self.name}")
+        self._start_watch()
 
     async def close(self) -> None:
         if self._watch is not None:

@@ -9,52 +9,32 @@ answered with a per-frame error and the stream goes on.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import grpc
 
 from framewire.common import errors
+from framewire.common.contract import SKIP_REASONS, STREAM_ID_PATTERN, STREAM_ID_RULE
 from framewire.common.errors import FramewireError
 from framewire.common.images import ImageFormatError, read_jpeg_header
 from framewire.ingest.config import IngestConfig
 from framewire.ingest.streams import StreamSettings
+from framewire.ingest.targets import ModelDescription
 from framewire.v1 import common_pb2, ingest_service_pb2
 
-_STREAM_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 MAX_CLASS_FILTER = 1000
 MAX_CLIENT_VERSION = 256
 MAX_KEPT_REGIONS = 64
 _ENCODINGS = frozenset(common_pb2.Encoding.values())
-_SKIP_REASONS = frozenset(ingest_service_pb2.SkipReason.values())
-
-
-@dataclass(frozen=True)
-class ModelDescription:
-    """What ingest needs to know about the model behind it."""
-
-    model_id: str
-    labels: tuple[str, ...]
-    default_score_threshold: float
-    max_batch_size: int
-    input_width: int = 0
-    input_height: int = 0
-
-    @property
-    def name(self) -> str:
-        """The model id without its weights hash: ``ssd_mobilenet_v2_coco``."""
-        return self.model_id.split("@", 1)[0]
 
 
 def stream_settings(
     config: ingest_service_pb2.StreamConfig, model: ModelDescription, limits: IngestConfig
 ) -> StreamSettings:
     """Validates a StreamConfig and returns the settings in force."""
-    if not _STREAM_ID.match(config.stream_id):
+    if not STREAM_ID_PATTERN.match(config.stream_id):
         raise errors.invalid_argument(
-            f"stream_id {config.stream_id!r} is not valid: use 1 to 128 letters, digits "
-            "or any of '._:-'"
+            f"stream_id {config.stream_id!r} is not valid: use {STREAM_ID_RULE}"
         )
     if config.model and config.model not in (model.model_id, model.name):
         raise FramewireError(
@@ -165,9 +145,7 @@ def check_report(report: ingest_service_pb2.AgentReport, limits: IngestConfig) -
         if latency.seconds < 0 or latency.nanos < 0:
             raise errors.invalid_argument("AgentReport has a negative latency")
     for skip in report.skips:
-        if skip.reason not in _SKIP_REASONS or (
-            skip.reason == ingest_service_pb2.SKIP_REASON_UNSPECIFIED
-        ):
+        if skip.reason not in SKIP_REASONS:
             raise errors.invalid_argument(
                 f"AgentReport counts skips with reason {skip.reason}, which is not a known "
                 "SkipReason"
