@@ -20,6 +20,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from framewire.common.logs import LOG_FORMATS
 from framewire.common.settings import option, parse_duration
 from framewire.common.transport import TransportConfig, server_options
 
@@ -48,6 +49,11 @@ class ListenConfig:
     )
     log_level: str = option(
         "info", "log level", choices=("debug", "info", "warning", "error"), env=True
+    )
+    log_format: str = option(
+        "text",
+        "log line format: text (one escaped line per record) or json (one object per line)",
+        choices=LOG_FORMATS,
     )
 
     def __post_init__(self) -> None:

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"framewire inference: {error}", file=sys.stderr)
         return 2
-    configure_logging(config.listen.log_level)
+    configure_logging(config.listen.log_level, config.listen.log_format)
     _LOGGER.debug("settings: %s", settings.describe(config))
     return run_event_loop(lambda: serve(config))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -9,6 +10,7 @@ from framewire.common.contract import DEFAULT_MAX_IN_FLIGHT, MAX_FRAME_PIXELS, M
 from framewire.common.serving import ListenConfig
 from framewire.common.settings import option, parse_duration
 from framewire.common.transport import MIB, TransportConfig
+from framewire.ingest.reports import ReportLimits
 
 _TARGET = re.compile(r"^[A-Za-z0-9._:\-\[\]/]+$")
 
@@ -52,6 +54,22 @@ class IngestConfig:
     report_interval: float = option(
         1.0, "how often agents are asked to send an AgentReport", parse=parse_duration
     )
+    report_rate: float = option(
+        4.0,
+        "most AgentReports per second a stream may send (bursts of twice that); more are "
+        "dropped unread and counted",
+    )
+    max_capture_fps: float = option(
+        240.0,
+        "most frames per second a device can plausibly capture; AgentReports claiming more "
+        "are rejected and counted",
+    )
+    max_report_latency: float = option(
+        600.0,
+        "largest plausible end-to-end latency in an AgentReport; a report with a larger one "
+        "is rejected and counted",
+        parse=parse_duration,
+    )
     config_timeout: float = option(
         10.0, "how long a new stream may take to send its StreamConfig", parse=parse_duration
     )
@@ -76,6 +94,9 @@ class IngestConfig:
             "max_report_samples": self.max_report_samples,
             "max_frame_age": self.max_frame_age,
             "report_interval": self.report_interval,
+            "report_rate": self.report_rate,
+            "max_capture_fps": self.max_capture_fps,
+            "max_report_latency": self.max_report_latency,
             "config_timeout": self.config_timeout,
             "inference_timeout": self.inference_timeout,
         }
@@ -86,6 +107,20 @@ class IngestConfig:
             raise ValueError("max_batch_delay and hint_interval must not be negative")
         if self.default_max_in_flight > self.max_in_flight_cap:
             raise ValueError("default_max_in_flight must not exceed max_in_flight_cap")
+
+    def report_limits(self) -> ReportLimits:
+        """The bounds AgentReports are held to (see framewire.ingest.reports)."""
+        return ReportLimits(
+            reports_per_second=self.report_rate,
+            burst=max(1, math.ceil(2 * self.report_rate)),
+            max_capture_fps=self.max_capture_fps,
+            max_latency=self.max_report_latency,
+            # A window in flight, plus what a device can capture in two report
+            # intervals: a report may carry figures from before a reconnect.
+            carryover_frames=self.max_in_flight_cap
+            + math.ceil(2 * self.max_capture_fps * self.report_interval),
+            max_frame_bytes=self.max_frame_bytes,
+        )
 
 
 def _parse_targets(text: str) -> tuple[str, ...]:

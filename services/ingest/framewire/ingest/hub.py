@@ -23,7 +23,7 @@ from framewire.common import __version__, errors
 from framewire.common.errors import FramewireError
 from framewire.common.protoutil import duration
 from framewire.common.serving import log_task_failure
-from framewire.ingest import hints
+from framewire.ingest import hints, reports
 from framewire.ingest.batcher import Batcher
 from framewire.ingest.config import IngestConfig
 from framewire.ingest.metrics import IngestMetrics
@@ -45,8 +45,12 @@ SERVER_VERSION = f"framewire-ingest/{__version__}"
 class _Stream:
     """A session plus the tasks and events of its call."""
 
-    def __init__(self, session: StreamSession) -> None:
+    def __init__(self, session: StreamSession, report_limits: reports.ReportLimits) -> None:
         self.session = session
+        self.reports = reports.ReportBooks(
+            opened_at=time.monotonic(), tokens=float(report_limits.burst)
+        )
+        self.warned_about_reports = False
         self.writable = asyncio.Event()  # something to write, or the session finished
         self.readable = asyncio.Event()  # room in the window to read another request
         self.reader: asyncio.Task[None] | None = None
@@ -73,6 +77,8 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
         self._metrics = metrics
         self.batcher = Batcher(config, targets, metrics)
         self._streams: dict[int, _Stream] = {}
+        self._calls = 0  # open StreamFrames calls, configured or not
+        self._report_limits = config.report_limits()
         self._keys = itertools.count(1)
         self.draining = False
         self._all_closed = asyncio.Event()
@@ -96,7 +102,13 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
 
     @property
     def open_streams(self) -> int:
+        """Streams configured and being served."""
         return len(self._streams)
+
+    @property
+    def open_calls(self) -> int:
+        """StreamFrames calls open, configured or not: what max_streams limits."""
+        return self._calls
 
     # -- one call -------------------------------------------------------------
 
@@ -108,13 +120,36 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> None:
         """Serves one StreamFrames call from its first request to its status."""
+        # A call counts against max_streams from the moment it opens, not only
+        # once configured: otherwise calls that hold back their StreamConfig
+        # would all be admitted and exceed the limit together.
+        if self._calls >= self._config.max_streams:
+            await self._abort(
+                context,
+                errors.resource_exhausted(
+                    f"the server already carries its maximum of {self._config.max_streams} "
+                    "streams; retry later or connect to another replica"
+                ),
+            )
+            return
+        self._calls += 1
+        try:
+            await self._serve(requests, context)
+        finally:
+            self._calls -= 1
+
+    async def _serve(
+        self,
+        requests: AsyncIterator[ingest_service_pb2.StreamFramesRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
         try:
             settings, model = await self._open(requests)
         except FramewireError as error:
             await self._abort(context, error)
             return
         session = StreamSession(next(self._keys), settings, on_outcome=self._metrics.count_outcome)
-        stream = _Stream(session)
+        stream = _Stream(session, self._report_limits)
         self._streams[session.key] = stream
         self._all_closed.clear()
         self.batcher.stream_opened()
@@ -167,11 +202,6 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
         """Admits a stream and validates its StreamConfig."""
         if self.draining:
             raise errors.unavailable("the server is shutting down; connect to another replica")
-        if len(self._streams) >= self._config.max_streams:
-            raise errors.resource_exhausted(
-                f"the server already carries its maximum of {self._config.max_streams} streams; "
-                "retry later or connect to another replica"
-            )
         model = self.model
         if model is None or not any(target.usable for target in self._targets):
             raise errors.unavailable("no inference replica is ready yet; retry shortly")
@@ -211,7 +241,7 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
                 if kind == "frame":
                     self._on_frame(stream, request.frame)
                 elif kind == "report":
-                    self._on_report(request.report)
+                    self._on_report(stream, request.report)
                 elif kind == "config":
                     raise errors.invalid_argument(
                         "a stream takes one StreamConfig, as its first message; got a second one"
@@ -259,9 +289,36 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
         elif session.accept(frame, time.monotonic()):
             self.batcher.offer(session)
 
-    def _on_report(self, report: ingest_service_pb2.AgentReport) -> None:
+    def _on_report(self, stream: _Stream, report: ingest_service_pb2.AgentReport) -> None:
+        now = time.monotonic()
+        if not reports.take_turn(stream.reports, self._report_limits, now):
+            self._reject_report(stream, reports.Rejection.RATE)
+            return
         check_report(report, self._config)
+        session = stream.session
+        rejection = reports.judge(
+            report,
+            stream.reports,
+            self._report_limits,
+            now=now,
+            received=session.received,
+            results=session.outcomes[Outcome.PROCESSED] + session.outcomes[Outcome.FAILED],
+        )
+        if rejection is not None:
+            self._reject_report(stream, rejection)
+            return
         self._metrics.count_report(report)
+
+    def _reject_report(self, stream: _Stream, rejection: reports.Rejection) -> None:
+        self._metrics.reports_rejected[rejection.value].inc()
+        if not stream.warned_about_reports:
+            stream.warned_about_reports = True
+            _LOGGER.warning(
+                "stream %s: AgentReport rejected (%s); later rejections on this stream are "
+                "counted in framewire_agent_reports_rejected_total, not logged",
+                stream.session.settings.stream_id,
+                rejection.value,
+            )
 
     async def _abort(
         self, context: grpc.aio.ServicerContext[Any, Any], error: FramewireError

@@ -30,6 +30,7 @@ from framewire.common.metrics import (
     LoopMetrics,
 )
 from framewire.common.protoutil import seconds
+from framewire.ingest.reports import Rejection
 from framewire.ingest.streams import Outcome
 from framewire.v1 import ingest_service_pb2
 
@@ -113,8 +114,23 @@ class IngestMetrics:
                 {"reason": EDGE_SKIP_REASONS},
             )
         )
+        self.reports_rejected = _by_label(
+            loop.counter(
+                "framewire_agent_reports_rejected",
+                "AgentReports not believed, by reason: rate (over the per-stream rate, dropped "
+                "unread) or the figure that was implausible (captured, sent, bytes, skips, "
+                "latencies).",
+                {"reason": tuple(rejection.value for rejection in Rejection)},
+            )
+        )
         self.active_streams = Gauge(
             "framewire_active_streams", "Streams open now.", registry=registry
+        )
+        self.open_calls = Gauge(
+            "framewire_open_calls",
+            "StreamFrames calls open now, configured or still waiting for their StreamConfig "
+            "(what --max-streams limits).",
+            registry=registry,
         )
         self.queue_depth = Gauge(
             "framewire_queue_depth",
@@ -151,12 +167,14 @@ class IngestMetrics:
         self,
         *,
         active_streams: Callable[[], float],
+        open_calls: Callable[[], float],
         queue_depth: Callable[[], float],
         batches_in_flight: Callable[[], float],
         targets_usable: Callable[[], float],
     ) -> None:
         """Reads the gauges from the live state when scraped, costing nothing per frame."""
         self.active_streams.set_function(active_streams)
+        self.open_calls.set_function(open_calls)
         self.queue_depth.set_function(queue_depth)
         self.batches_in_flight.set_function(batches_in_flight)
         self.targets_usable.set_function(targets_usable)

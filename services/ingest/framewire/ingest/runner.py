@@ -35,7 +35,7 @@ def serve_until_signal(
     command: str, listen: ListenConfig, start: Callable[[], Awaitable[IngestServer]]
 ) -> int:
     """Starts the server, runs until SIGTERM or SIGINT, then drains within the grace period."""
-    configure_logging(listen.log_level)
+    configure_logging(listen.log_level, listen.log_format)
 
     async def main() -> int:
         try:

@@ -84,6 +84,7 @@ async def start_ingest_server(
     hub = Hub(config, targets, metrics)
     metrics.follow(
         active_streams=lambda: hub.open_streams,
+        open_calls=lambda: hub.open_calls,
         queue_depth=lambda: hub.batcher.waiting_streams,
         batches_in_flight=lambda: hub.batcher.batches_in_flight,
         targets_usable=lambda: sum(target.usable for target in targets),

@@ -59,6 +59,11 @@ def stream_settings(
         raise errors.invalid_argument(
             f"client_version is longer than {MAX_CLIENT_VERSION} characters"
         )
+    if not config.client_version.isprintable():
+        raise errors.invalid_argument(
+            "client_version contains control characters (such as a newline); "
+            "use printable text, for example 'my-agent/1.2'"
+        )
     max_in_flight = config.max_in_flight or limits.default_max_in_flight
     return StreamSettings(
         stream_id=config.stream_id,

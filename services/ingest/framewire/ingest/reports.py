@@ -1,0 +1,109 @@
+"""Judging AgentReports: what a device may claim, as pure functions.
+
+Reports are the one place where the server takes a device's word for its
+figures (frames captured and sent, bytes, edge skips, end-to-end latency),
+and they feed fleet-wide metrics. A report is accepted only when its figures
+are plausible next to what the server saw itself, and only at a bounded rate;
+a rejected report is counted by reason and otherwise ignored, so one device
+can neither poison the metrics nor spend the event loop on them.
+
+Counts are deltas since the agent's previous report, which may have been sent
+on an earlier call of the same device (a reconnect), so every bound allows a
+*carry-over*: what a device could have captured, sent or received in one
+report interval, plus a full window in flight.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from framewire.common.protoutil import seconds
+from framewire.v1 import ingest_service_pb2
+
+
+class Rejection(enum.Enum):
+    """Why a report was not believed (the metric's ``reason`` label)."""
+
+    RATE = "rate"  # more reports than the per-stream rate allows
+    CAPTURED = "captured"  # more frames captured than any camera could in the time
+    SENT = "sent"  # more frames sent than the server received
+    BYTES = "bytes"  # more bytes than the frames sent could carry
+    SKIPS = "skips"  # more frames skipped at the edge than were captured
+    LATENCIES = "latencies"  # more samples than results, or an impossible latency
+
+
+@dataclass(frozen=True)
+class ReportLimits:
+    """The bounds a stream's reports are held to."""
+
+    reports_per_second: float
+    burst: int
+    max_capture_fps: float
+    max_latency: float  # seconds
+    carryover_frames: int
+    max_frame_bytes: int
+
+
+@dataclass
+class ReportBooks:
+    """What one stream's accepted reports have claimed so far, and its rate allowance."""
+
+    opened_at: float
+    tokens: float
+    last_accepted_at: float | None = None
+    last_refill_at: float | None = None
+    frames_sent: int = 0
+    latency_samples: int = 0
+
+
+def take_turn(books: ReportBooks, limits: ReportLimits, now: float) -> bool:
+    """Whether the stream may send a report now (a token bucket); checked before anything else.
+
+    A report refused here is dropped unread, so a flood costs next to nothing.
+    """
+    last_refill = books.opened_at if books.last_refill_at is None else books.last_refill_at
+    books.tokens = min(
+        float(limits.burst), books.tokens + (now - last_refill) * limits.reports_per_second
+    )
+    books.last_refill_at = now
+    if books.tokens < 1.0:
+        return False
+    books.tokens -= 1.0
+    return True
+
+
+def judge(
+    report: ingest_service_pb2.AgentReport,
+    books: ReportBooks,
+    limits: ReportLimits,
+    *,
+    now: float,
+    received: int,
+    results: int,
+) -> Rejection | None:
+    """Accepts ``report`` into ``books`` (returning None) or says why it is implausible.
+
+    ``now`` is monotonic seconds; ``received`` is the frames the server has
+    read from this stream and ``results`` the FrameResults it wrote to it.
+    """
+    since = books.opened_at if books.last_accepted_at is None else books.last_accepted_at
+    carry = limits.carryover_frames
+    if report.frames_captured > limits.max_capture_fps * max(0.0, now - since) + carry:
+        return Rejection.CAPTURED
+    if books.frames_sent + report.frames_sent > received + carry:
+        return Rejection.SENT
+    if report.bytes_sent > report.frames_sent * limits.max_frame_bytes:
+        return Rejection.BYTES
+    if sum(skip.count for skip in report.skips) > report.frames_captured + carry:
+        return Rejection.SKIPS
+    samples = len(report.end_to_end_latencies)
+    if books.latency_samples + samples > results + carry:
+        return Rejection.LATENCIES
+    if any(seconds(latency) > limits.max_latency for latency in report.end_to_end_latencies):
+        return Rejection.LATENCIES
+
+    books.last_accepted_at = now
+    books.frames_sent += report.frames_sent
+    books.latency_samples += samples
+    return None
