@@ -225,12 +225,21 @@ class AgentReport(_message.Message):
     BYTES_SENT_FIELD_NUMBER: _builtins.int
     FRAMES_CAPTURED_FIELD_NUMBER: _builtins.int
     FRAMES_SENT_FIELD_NUMBER: _builtins.int
+    RESULTS_RECEIVED_FIELD_NUMBER: _builtins.int
     bytes_sent: _builtins.int
     """Compressed image bytes sent."""
     frames_captured: _builtins.int
     """Frames captured from the source."""
     frames_sent: _builtins.int
     """Frames sent to the server."""
+    results_received: _builtins.int
+    """FrameResults the agent has read on this call so far: a running total,
+    not a delta, because it acknowledges results of this call only. The
+    server ends a stream with RESOURCE_EXHAUSTED when more than
+    ServerLimits.max_unread_results of its results go unacknowledged, so a
+    client that stops reading its answers stops using the model. Without
+    this field the server counts end_to_end_latencies as acknowledgements.
+    """
     @_builtins.property
     def end_to_end_latencies(self) -> _containers.RepeatedCompositeFieldContainer[_duration_pb2.Duration]:
         """Capture-to-result latencies on the agent's clock, one per result received
@@ -249,12 +258,15 @@ class AgentReport(_message.Message):
         bytes_sent: _builtins.int = ...,
         frames_captured: _builtins.int = ...,
         frames_sent: _builtins.int = ...,
+        results_received: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_results_received", b"_results_received", "results_received", b"results_received"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_sent", b"bytes_sent", "end_to_end_latencies", b"end_to_end_latencies", "frames_captured", b"frames_captured", "frames_sent", b"frames_sent", "skips", b"skips"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_results_received", b"_results_received", "bytes_sent", b"bytes_sent", "end_to_end_latencies", b"end_to_end_latencies", "frames_captured", b"frames_captured", "frames_sent", b"frames_sent", "results_received", b"results_received", "skips", b"skips"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__results_received: _TypeAlias = _typing.Literal["results_received"]  # noqa: Y015
+    _WhichOneofArgType__results_received: _TypeAlias = _typing.Literal["_results_received", b"_results_received"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__results_received) -> _WhichOneofReturnType__results_received | None: ...
 
 Global___AgentReport: _TypeAlias = AgentReport  # noqa: Y015
 
@@ -308,6 +320,8 @@ class ServerLimits(_message.Message):
     MAX_IN_FLIGHT_FIELD_NUMBER: _builtins.int
     MAX_REPORT_SAMPLES_FIELD_NUMBER: _builtins.int
     REPORT_INTERVAL_FIELD_NUMBER: _builtins.int
+    MAX_UNREAD_RESULTS_FIELD_NUMBER: _builtins.int
+    MAX_REPORTS_PER_SECOND_FIELD_NUMBER: _builtins.int
     max_frame_bytes: _builtins.int
     """The largest Frame.data accepted, in bytes; larger ends the stream with
     RESOURCE_EXHAUSTED.
@@ -318,13 +332,22 @@ class ServerLimits(_message.Message):
     """The largest max_in_flight the server grants."""
     max_report_samples: _builtins.int
     """The most latency samples one AgentReport may carry."""
+    max_unread_results: _builtins.int
+    """The most FrameResults that may go unacknowledged (see
+    AgentReport.results_received) before the stream ends with
+    RESOURCE_EXHAUSTED.
+    """
+    max_reports_per_second: _builtins.float
+    """The most AgentReports per second the server reads from one stream."""
     @_builtins.property
     def max_frame_age(self) -> _duration_pb2.Duration:
         """Frames waiting longer than this are skipped as stale."""
 
     @_builtins.property
     def report_interval(self) -> _duration_pb2.Duration:
-        """How often the server would like an AgentReport."""
+        """How often the server would like an AgentReport. Reports beyond
+        max_reports_per_second are dropped unread.
+        """
 
     def __init__(
         self,
@@ -335,10 +358,12 @@ class ServerLimits(_message.Message):
         max_in_flight: _builtins.int = ...,
         max_report_samples: _builtins.int = ...,
         report_interval: _duration_pb2.Duration | None = ...,
+        max_unread_results: _builtins.int = ...,
+        max_reports_per_second: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["max_frame_age", b"max_frame_age", "report_interval", b"report_interval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_frame_age", b"max_frame_age", "max_frame_bytes", b"max_frame_bytes", "max_frame_pixels", b"max_frame_pixels", "max_in_flight", b"max_in_flight", "max_report_samples", b"max_report_samples", "report_interval", b"report_interval"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_frame_age", b"max_frame_age", "max_frame_bytes", b"max_frame_bytes", "max_frame_pixels", b"max_frame_pixels", "max_in_flight", b"max_in_flight", "max_report_samples", b"max_report_samples", "max_reports_per_second", b"max_reports_per_second", "max_unread_results", b"max_unread_results", "report_interval", b"report_interval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -71,11 +71,16 @@ class IngestServiceServicer:
         listing in `skipped` the frames it dropped since the previous result. A
         frame dropped when no later result is due is reported in a SkipNotice.
 
-        Status codes that end the call: INVALID_ARGUMENT for a broken protocol
-        rule or malformed frame, RESOURCE_EXHAUSTED for a frame over the size
-        limits or when the server already carries its maximum number of
-        streams, UNAVAILABLE when the server is shutting down (reconnect,
-        possibly to another replica).
+        Status codes that end the call:
+        - INVALID_ARGUMENT: a broken protocol rule or a malformed frame.
+        - RESOURCE_EXHAUSTED: a frame over the size limits; the server already
+        carries its maximum number of streams (counted from the moment a call
+        opens); more than ServerLimits.max_unread_results results unread.
+        - NOT_FOUND: StreamConfig.model names a model this server does not serve.
+        - DEADLINE_EXCEEDED: no StreamConfig arrived within the server's
+        configuration timeout after the call opened.
+        - UNAVAILABLE: the server is shutting down, or no inference replica is
+        ready yet (reconnect, possibly to another replica).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

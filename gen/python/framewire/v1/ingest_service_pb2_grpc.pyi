@@ -51,11 +51,16 @@ class IngestServiceStub:
     listing in `skipped` the frames it dropped since the previous result. A
     frame dropped when no later result is due is reported in a SkipNotice.
 
-    Status codes that end the call: INVALID_ARGUMENT for a broken protocol
-    rule or malformed frame, RESOURCE_EXHAUSTED for a frame over the size
-    limits or when the server already carries its maximum number of
-    streams, UNAVAILABLE when the server is shutting down (reconnect,
-    possibly to another replica).
+    Status codes that end the call:
+    - INVALID_ARGUMENT: a broken protocol rule or a malformed frame.
+    - RESOURCE_EXHAUSTED: a frame over the size limits; the server already
+      carries its maximum number of streams (counted from the moment a call
+      opens); more than ServerLimits.max_unread_results results unread.
+    - NOT_FOUND: StreamConfig.model names a model this server does not serve.
+    - DEADLINE_EXCEEDED: no StreamConfig arrived within the server's
+      configuration timeout after the call opened.
+    - UNAVAILABLE: the server is shutting down, or no inference replica is
+      ready yet (reconnect, possibly to another replica).
     """
 
 @_typing.type_check_only
@@ -81,11 +86,16 @@ class IngestServiceAsyncStub(IngestServiceStub):
     listing in `skipped` the frames it dropped since the previous result. A
     frame dropped when no later result is due is reported in a SkipNotice.
 
-    Status codes that end the call: INVALID_ARGUMENT for a broken protocol
-    rule or malformed frame, RESOURCE_EXHAUSTED for a frame over the size
-    limits or when the server already carries its maximum number of
-    streams, UNAVAILABLE when the server is shutting down (reconnect,
-    possibly to another replica).
+    Status codes that end the call:
+    - INVALID_ARGUMENT: a broken protocol rule or a malformed frame.
+    - RESOURCE_EXHAUSTED: a frame over the size limits; the server already
+      carries its maximum number of streams (counted from the moment a call
+      opens); more than ServerLimits.max_unread_results results unread.
+    - NOT_FOUND: StreamConfig.model names a model this server does not serve.
+    - DEADLINE_EXCEEDED: no StreamConfig arrived within the server's
+      configuration timeout after the call opened.
+    - UNAVAILABLE: the server is shutting down, or no inference replica is
+      ready yet (reconnect, possibly to another replica).
     """
 
 class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -114,11 +124,16 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
         listing in `skipped` the frames it dropped since the previous result. A
         frame dropped when no later result is due is reported in a SkipNotice.
 
-        Status codes that end the call: INVALID_ARGUMENT for a broken protocol
-        rule or malformed frame, RESOURCE_EXHAUSTED for a frame over the size
-        limits or when the server already carries its maximum number of
-        streams, UNAVAILABLE when the server is shutting down (reconnect,
-        possibly to another replica).
+        Status codes that end the call:
+        - INVALID_ARGUMENT: a broken protocol rule or a malformed frame.
+        - RESOURCE_EXHAUSTED: a frame over the size limits; the server already
+          carries its maximum number of streams (counted from the moment a call
+          opens); more than ServerLimits.max_unread_results results unread.
+        - NOT_FOUND: StreamConfig.model names a model this server does not serve.
+        - DEADLINE_EXCEEDED: no StreamConfig arrived within the server's
+          configuration timeout after the call opened.
+        - UNAVAILABLE: the server is shutting down, or no inference replica is
+          ready yet (reconnect, possibly to another replica).
         """
 
 def add_IngestServiceServicer_to_server(servicer: IngestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

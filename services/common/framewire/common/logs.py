@@ -49,7 +49,8 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        # ASCII only: U+2028 and friends must not break a line either.
+        return json.dumps(entry)
 
 
 def configure_logging(level: str, log_format: str = "text") -> None:

@@ -112,6 +112,7 @@ class AgentStream:
         self.config = config
         self._latest = latest
         self._ledger = ledger
+        self._results_this_call = 0  # FrameResults read on this call, acknowledged in reports
         self._compressor = compressor
         self._stop = stop
         self._capture_done = capture_done
@@ -219,6 +220,7 @@ class AgentStream:
             stub = ingest_service_pb2_grpc.IngestServiceStub(channel)
             call: StreamCall = stub.StreamFrames()  # type: ignore[call-arg]
             connected = False
+            self._results_this_call = 0
             tasks: list[asyncio.Task[None]] = []
             try:
                 await call.write(
@@ -413,6 +415,7 @@ class AgentStream:
         captured, replaced = self._latest.counts()
         report = self._ledger.report(captured, replaced, self._max_report_samples)
         if report is not None:
+            report.results_received = self._results_this_call
             await call.write(ingest_service_pb2.StreamFramesRequest(report=report))
 
     # -- receiving ------------------------------------------------------------
@@ -425,6 +428,7 @@ class AgentStream:
                 return
             kind = response.WhichOneof("kind")
             if kind == "result":
+                self._results_this_call += 1
                 result = response.result
                 answer = self._ledger.on_result(result, time.time_ns())
                 self._observe(result)

@@ -54,6 +54,11 @@ class IngestConfig:
     report_interval: float = option(
         1.0, "how often agents are asked to send an AgentReport", parse=parse_duration
     )
+    max_unread_results: int = option(
+        600,
+        "FrameResults a stream may leave unacknowledged (AgentReport.results_received) before "
+        "it ends with RESOURCE_EXHAUSTED, so a client that stops reading stops using the model",
+    )
     report_rate: float = option(
         4.0,
         "most AgentReports per second a stream may send (bursts of twice that); more are "
@@ -95,6 +100,7 @@ class IngestConfig:
             "max_frame_age": self.max_frame_age,
             "report_interval": self.report_interval,
             "report_rate": self.report_rate,
+            "max_unread_results": self.max_unread_results,
             "max_capture_fps": self.max_capture_fps,
             "max_report_latency": self.max_report_latency,
             "config_timeout": self.config_timeout,

@@ -51,6 +51,7 @@ class _Stream:
             opened_at=time.monotonic(), tokens=float(report_limits.burst)
         )
         self.warned_about_reports = False
+        self.results_written = 0
         self.writable = asyncio.Event()  # something to write, or the session finished
         self.readable = asyncio.Event()  # room in the window to read another request
         self.reader: asyncio.Task[None] | None = None
@@ -269,8 +270,12 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
             if response is not None:
                 await context.write(response)
                 session.delivered_response(response)
-                if response.HasField("hint"):
+                kind = response.WhichOneof("kind")
+                if kind == "hint":
                     self._metrics.flow_hints.inc()
+                elif kind == "result":
+                    stream.results_written += 1
+                    self._check_unread(stream)
                 continue
             if session.finished:
                 return
@@ -302,12 +307,25 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
             self._report_limits,
             now=now,
             received=session.received,
-            results=session.outcomes[Outcome.PROCESSED] + session.outcomes[Outcome.FAILED],
+            results=stream.results_written,
         )
         if rejection is not None:
             self._reject_report(stream, rejection)
             return
         self._metrics.count_report(report)
+
+    def _check_unread(self, stream: _Stream) -> None:
+        """Ends a stream whose client leaves too many results unread (it must not use the model)."""
+        unread = reports.unread_results(stream.reports, stream.results_written)
+        limit = self._config.max_unread_results
+        if unread > limit:
+            stream.session.fail(
+                errors.resource_exhausted(
+                    f"{unread} results were written to this stream and not acknowledged, over "
+                    f"the limit of {limit}: read the responses and send AgentReports with "
+                    "results_received (every ServerLimits.report_interval)"
+                )
+            )
 
     def _reject_report(self, stream: _Stream, rejection: reports.Rejection) -> None:
         self._metrics.reports_rejected[rejection.value].inc()
@@ -345,6 +363,8 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
                 max_in_flight=config.max_in_flight_cap,
                 max_report_samples=config.max_report_samples,
                 report_interval=duration(config.report_interval),
+                max_unread_results=config.max_unread_results,
+                max_reports_per_second=config.report_rate,
             ),
         )
 

@@ -31,6 +31,7 @@ class Rejection(enum.Enum):
     BYTES = "bytes"  # more bytes than the frames sent could carry
     SKIPS = "skips"  # more frames skipped at the edge than were captured
     LATENCIES = "latencies"  # more samples than results, or an impossible latency
+    RESULTS = "results"  # more results acknowledged than were written
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class ReportBooks:
     last_refill_at: float | None = None
     frames_sent: int = 0
     latency_samples: int = 0
+    # FrameResults the client has acknowledged reading on this call.
+    acknowledged: int = 0
 
 
 def take_turn(books: ReportBooks, limits: ReportLimits, now: float) -> bool:
@@ -86,6 +89,9 @@ def judge(
 
     ``now`` is monotonic seconds; ``received`` is the frames the server has
     read from this stream and ``results`` the FrameResults it wrote to it.
+    An accepted report acknowledges the results it says were read
+    (``results_received``), or, from a client that does not send that field,
+    one result per latency sample.
     """
     since = books.opened_at if books.last_accepted_at is None else books.last_accepted_at
     carry = limits.carryover_frames
@@ -102,8 +108,21 @@ def judge(
         return Rejection.LATENCIES
     if any(seconds(latency) > limits.max_latency for latency in report.end_to_end_latencies):
         return Rejection.LATENCIES
+    if report.HasField("results_received") and report.results_received > results:
+        return Rejection.RESULTS
 
     books.last_accepted_at = now
     books.frames_sent += report.frames_sent
     books.latency_samples += samples
+    read = (
+        report.results_received
+        if report.HasField("results_received")
+        else min(books.latency_samples, results)
+    )
+    books.acknowledged = max(books.acknowledged, read)
     return None
+
+
+def unread_results(books: ReportBooks, results: int) -> int:
+    """FrameResults written to the stream that its client has not acknowledged reading."""
+    return results - books.acknowledged
