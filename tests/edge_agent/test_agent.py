@@ -12,7 +12,7 @@ from framewire.edge_agent import EdgeAgent
 from framewire.edge_agent.output import ResultEvent, Summary
 from framewire.ingest.serve_command import start_serve
 from framewire.ingest.server import IngestServer
-from tests.conftest import shared_file
+from tests.conftest import vtest_path
 from tests.harness import (
     Process,
     ServerThread,
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 
 def vtest() -> str:
-    return str(shared_file("media/vtest.avi"))
+    return str(vtest_path())
 
 
 def run_agent(port: int, **options: object) -> tuple[Summary, list[ResultEvent]]:

@@ -15,7 +15,7 @@ from framewire.common.serving import ListenConfig, LoopThread
 from framewire.inference.config import EngineConfig, InferenceServerConfig
 from framewire.inference.server import InferenceServer, start_inference_server
 from framewire.v1 import common_pb2, inference_service_pb2, inference_service_pb2_grpc
-from tests.conftest import shared_file
+from tests.conftest import shared_file, vtest_path
 
 T = TypeVar("T")
 
@@ -96,7 +96,7 @@ def synthetic_jpeg(width: int, height: int, seed: int = 0) -> bytes:
 
 def video_frames(indices: list[int]) -> list[bytes]:
     """Frames of ../shared/media/vtest.avi as JPEG bytes, read in order."""
-    path = shared_file("media/vtest.avi")
+    path = vtest_path()
     capture = cv2.VideoCapture(str(path))
     frames: dict[int, bytes] = {}
     try:
