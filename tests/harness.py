@@ -78,8 +78,8 @@ def health_status(port: int, service: str = "", timeout: float = 2.0) -> str:
         try:
             response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         except grpc.RpcError as error:
-            return str(error.code().name)  # type: ignore[attr-defined]
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+            return str(error.code().name)
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
 
 def wait_until(
