@@ -33,16 +33,16 @@ import cv2
 import grpc
 import numpy as np
 
-from framewire.common.serving import ListenConfig, LoopThread
+from framewire.common.serving import ListenConfig
 from framewire.inference.config import EngineConfig, InferenceServerConfig
 from framewire.inference.inputs import decode_rgb
 from framewire.inference.server import InferenceServer, start_inference_server
 from framewire.v1 import common_pb2, inference_service_pb2, inference_service_pb2_grpc
+from tests.assets import SHARED, AssetMissing, vtest_video
+from tests.harness import ServerThread
 
 T = TypeVar("T")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("FRAMEWIRE_SHARED", str(REPO_ROOT.parent / "shared")))
 BATCH_SIZES = (1, 4, 8)
 GOAL = 0.9
 
@@ -93,11 +93,23 @@ def cases() -> list[Case]:
     ]
 
 
+def has_vtest() -> bool:
+    try:
+        vtest_video()
+    except AssetMissing:
+        return False
+    return True
+
+
 def frames(count: int) -> list[bytes]:
-    """JPEG frames (quality 90) from vtest.avi, or synthetic ones without ../shared."""
-    video = SHARED / "media" / "vtest.avi"
+    """JPEG frames (quality 90) from vtest.avi, or synthetic ones where it cannot be had."""
     encoded: list[bytes] = []
-    if video.is_file():
+    try:
+        video: Path | None = vtest_video()
+    except AssetMissing as missing:
+        print(f"synthetic frames: {missing}")
+        video = None
+    if video is not None:
         capture = cv2.VideoCapture(str(video))
         try:
             while len(encoded) < count:
@@ -175,13 +187,12 @@ def run_case(case: Case, arguments: argparse.Namespace, jpegs: list[bytes]) -> l
         engine=engine_config,
         listen=ListenConfig(host="127.0.0.1", port=0, metrics_port=-1),
     )
-    loop = LoopThread()
-    server: InferenceServer | None = None
-    channel: grpc.Channel | None = None
     ratios: list[float] = []
+    loaded = time.perf_counter()
+    running: ServerThread[InferenceServer] = ServerThread(lambda: start_inference_server(config))
+    channel: grpc.Channel | None = None
     try:
-        loaded = time.perf_counter()
-        server = loop.run(start_inference_server(config))
+        server = running.server
         engine = server.engine
         print(
             f"\n== {case.title}\n   model {engine.model_id}, head {engine.head_name}, "
@@ -245,9 +256,7 @@ def run_case(case: Case, arguments: argparse.Namespace, jpegs: list[bytes]) -> l
     finally:
         if channel is not None:
             channel.close()
-        if server is not None:
-            loop.run(server.stop(1.0))
-        loop.close()
+        running.stop(grace=1.0)
     return ratios
 
 
@@ -282,7 +291,7 @@ def main(argv: list[str]) -> int:
         f"{arguments.min_calls} calls per client; {arguments.concurrency} Detect calls in "
         f"flight; "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; frames: "
-        + ("vtest.avi 768x576" if (SHARED / "media" / "vtest.avi").is_file() else "synthetic")
+        + ("vtest.avi 768x576" if has_vtest() else "synthetic")
     )
     jpegs = frames(max(BATCH_SIZES))
     worst: list[tuple[str, float]] = []

@@ -9,9 +9,20 @@
 3. overload 2x: one stream at half the measured capacity, then four streams
    offering twice the capacity; p99 latency of processed frames over the
    unloaded p99 (goal <= 2.0), and every frame accounted for.
+4. overload, mixed: the load of tests/ingest/test_overload.py (three busy
+   streams and a quiet one, default model), with the figures that test leaves
+   to this benchmark: fair shares (goal >= 0.6), the quiet stream's share
+   (goal >= 0.8), mean batch size (goal > 1.5) and latency late in the run
+   against early (goal <= 2x + 0.2 s).
+5. agent: edge-agent on vtest against `framewire serve` (default model), the
+   runs of tests/edge_agent/test_agent.py with the frame counts that test no
+   longer asserts: frames processed of 60 at 20 fps (goal > 10) and of 6 s
+   at 10 fps across connection-age reconnects (goal >= 30).
 
-Servers run as subprocesses (`framewire serve`), the load from this process,
-so the server has a core of its own as it would in production. Run:
+Servers run as subprocesses (`framewire serve`, through the harness the tests
+use, tests/harness.py), the load from this process, so the server has a core of
+its own as it would in production. 2 and 3 need the ONNX copy of SSD in
+../shared; the others only what a fresh clone has. Run:
 ``python -m bench ingest`` or ``python -m bench ingest -- --quick``.
 """
 
@@ -19,29 +30,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import re
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cv2
 import grpc
-from prometheus_client.parser import text_string_to_metric_families
 
 from framewire.common.protoutil import timestamp_from_ns
 from framewire.v1 import common_pb2, ingest_service_pb2, ingest_service_pb2_grpc
+from tests.assets import SHARED, AssetMissing, vtest_video
+from tests.harness import Process, framewire_command, free_port, metric_value, scrape
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("FRAMEWIRE_SHARED", str(REPO_ROOT.parent / "shared")))
 SSD_ONNX = SHARED / "models" / "ssd_mobilenet_v2_coco.onnx"
-VTEST = SHARED / "media" / "vtest.avi"
 
 EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
 
@@ -62,9 +68,13 @@ class StreamLog:
 
 
 def load_frames(count: int = 40) -> list[tuple[bytes, int, int]]:
-    """vtest.avi frames at 640x480 as JPEG, or synthetic frames when ../shared is absent."""
+    """vtest.avi frames at 640x480 as JPEG (from ../shared or the demo's cache)."""
+    try:
+        video = vtest_video()
+    except AssetMissing as missing:
+        raise SystemExit(f"bench ingest needs vtest.avi: {missing}") from missing
     frames: list[tuple[bytes, int, int]] = []
-    capture = cv2.VideoCapture(str(VTEST))
+    capture = cv2.VideoCapture(str(video))
     while len(frames) < count and capture.isOpened():
         ok, image = capture.read()
         if not ok:
@@ -75,7 +85,7 @@ def load_frames(count: int = 40) -> list[tuple[bytes, int, int]]:
         )
     capture.release()
     if not frames:
-        raise SystemExit(f"bench ingest needs {VTEST} (see ../shared/ASSETS.md)")
+        raise SystemExit(f"no frames could be read from {video}")
     return frames
 
 
@@ -211,53 +221,31 @@ def measure(
 # -- servers -------------------------------------------------------------------
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
-def subprocess_server(args: list[str], ready: str) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    assert process.stdout is not None
+def subprocess_server(args: list[str], ready: str) -> Iterator[Process]:
+    """A server process, ready once it printed ``ready``; SIGTERM at the end."""
+    process = Process(args)
     try:
-        for line in process.stdout:
-            if ready in line:
-                break
-        else:
-            raise RuntimeError(f"{' '.join(args)} exited with {process.wait()} before it was ready")
+        process.wait_for_line(re.escape(ready), timeout=120)
         yield process
     finally:
-        process.terminate()
-        process.wait(30)
-        process.stdout.close()
+        try:
+            process.stop(timeout=30)
+        finally:
+            process.kill()
 
 
-def serve(
-    port: int, metrics_port: int, *options: str
-) -> AbstractContextManager[subprocess.Popen[str]]:
-    command = [
-        sys.executable, "-m", "framewire.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+def serve(port: int, metrics_port: int, *options: str) -> AbstractContextManager[Process]:
+    command = framewire_command(
+        "serve", "--host", "127.0.0.1", "--port", str(port),
         "--metrics-host", "127.0.0.1", "--metrics-port", str(metrics_port), *options,
-    ]  # fmt: skip
+    )  # fmt: skip
     return subprocess_server(command, "IngestService serving on")
 
 
-def scrape(metrics_port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
-    values: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if not sample.labels:
-                values[sample.name] = sample.value
-    return values
+def delta(before: str, after: str, name: str) -> float:
+    """How much a counter (all its label sets together) grew between two scrapes."""
+    return metric_value(after, name) - metric_value(before, name)
 
 
 class EchoServicer(ingest_service_pb2_grpc.IngestServiceServicer):
@@ -288,7 +276,7 @@ async def run_echo_server(port: int) -> None:
     await server.wait_for_termination()
 
 
-def echo(port: int) -> AbstractContextManager[subprocess.Popen[str]]:
+def echo(port: int) -> AbstractContextManager[Process]:
     command = [sys.executable, "-m", "bench.bench_ingest", "--echo-server", str(port)]
     return subprocess_server(command, "echo serving")
 
@@ -352,8 +340,8 @@ def model_bound(frames: list[tuple[bytes, int, int]], duration: float, rounds: i
                 before = scrape(metrics_port)
                 ours = measure(port, frames, duration, streams=4, rate=None, window=2)
                 after = scrape(metrics_port)
-                count = after["framewire_batch_size_count"] - before["framewire_batch_size_count"]
-                total = after["framewire_batch_size_sum"] - before["framewire_batch_size_sum"]
+                count = delta(before, after, "framewire_batch_size_count")
+                total = delta(before, after, "framewire_batch_size_sum")
                 batch = max(1, round(total / count))
                 # The bare session runs the batch size ingest formed, on the same frames.
                 theirs = bare_rate(batch)
@@ -413,6 +401,97 @@ def overload(frames: list[tuple[bytes, int, int]], duration: float, capacity: fl
         )
 
 
+def mixed_overload(frames: list[tuple[bytes, int, int]], duration: float) -> None:
+    """The load of tests/ingest/test_overload.py, with the figures that test does not assert."""
+    print(
+        "\n== overload, mixed: 3 busy streams at 25 fps and a quiet one at 2 fps (default model,"
+        " batches up to 4, max-frame-age 0.4 s; the load of tests/ingest/test_overload.py)"
+    )
+    plan = [("busy-1", 25.0), ("busy-2", 25.0), ("busy-3", 25.0), ("quiet", 2.0)]
+    port, metrics_port = free_port(), free_port()
+    options = ("--max-batch-size", "4", "--max-frame-age", "0.4s", "--max-in-flight-cap", "8")
+
+    async def offer() -> list[StreamLog]:
+        streams = (
+            one_stream(port, name, frames, rate=rate, window=8, duration=duration)
+            for name, rate in plan
+        )
+        return list(await asyncio.gather(*streams))
+
+    with serve(port, metrics_port, *options):
+        measure(port, frames, 2.0, streams=1, rate=2.0, window=8)  # warm up
+        before = scrape(metrics_port)
+        logs = asyncio.run(offer())
+        after = scrape(metrics_port)
+    busy, quiet = logs[:3], logs[3]
+    served = [log.results for log in busy]
+    fairness = min(served) / max(*served, 1)
+    quiet_share = quiet.results / max(quiet.sent, 1)
+    batches = delta(before, after, "framewire_batch_size_count")
+    mean_batch = delta(before, after, "framewire_batch_size_sum") / max(batches, 1)
+    growth = []  # per busy stream: median latency of the last third over the first third
+    for log in busy:
+        third = len(log.latencies) // 3
+        if third:
+            early = statistics.median(log.latencies[:third])
+            late = statistics.median(log.latencies[-third:])
+            growth.append((late, early))
+    worst = max(growth, key=lambda pair: pair[0] - 2.0 * pair[1], default=(0.0, 0.0))
+    accounted = all(log.sent == log.results + log.failed + log.skipped for log in logs)
+    print(
+        f"   busy streams served {served} of {[log.sent for log in busy]} sent; "
+        f"fair share min/max {fairness:.2f} (goal >= 0.6: {verdict(fairness >= 0.6)})"
+    )
+    print(
+        f"   quiet stream served {quiet.results} of {quiet.sent} "
+        f"({quiet_share:.2f}, goal >= 0.8: {verdict(quiet_share >= 0.8)})"
+    )
+    print(f"   mean batch size {mean_batch:.2f} (goal > 1.5: {verdict(mean_batch > 1.5)})")
+    late, early = worst
+    print(
+        f"   latency, worst busy stream: p50 first third {early * 1000:.0f} ms, last third "
+        f"{late * 1000:.0f} ms (goal <= 2x + 200 ms: {verdict(late <= 2.0 * early + 0.2)}); "
+        f"every frame accounted for: {accounted}"
+    )
+
+
+def agent_runs(quick: bool) -> None:
+    """The runs of tests/edge_agent/test_agent.py, with the frame counts it does not assert."""
+    from framewire.edge_agent import EdgeAgent
+
+    print("\n== agent: edge-agent on vtest 480x270 against serve (default model)")
+    video = str(vtest_video())
+    port = free_port()
+    with serve(port, -1):
+        summary = EdgeAgent(
+            server=f"127.0.0.1:{port}", source=video, stream_id="bench-agent",
+            frames=60, fps=20.0, resize=(480, 270),
+        ).run()  # fmt: skip
+    p50, p95 = summary.latency(0.5), summary.latency(0.95)
+    print(
+        f"   60 frames at 20 fps: processed {summary.processed} (goal > 10: "
+        f"{verdict(summary.processed > 10)}), skipped at the edge "
+        f"{sum(summary.skipped_edge.values())}, by the server "
+        f"{sum(summary.skipped_server.values())}; latency p50 "
+        f"{(p50 or 0) * 1000:.0f} ms, p95 {(p95 or 0) * 1000:.0f} ms; "
+        f"books balance: {summary.check() == []}"
+    )
+    seconds = 3.0 if quick else 6.0
+    port = free_port()
+    aging = ("--max-connection-age", "1.5s", "--max-connection-age-grace", "0.5s")
+    with serve(port, -1, *aging):
+        summary = EdgeAgent(
+            server=f"127.0.0.1:{port}", source=video, stream_id="bench-aging",
+            fps=10.0, duration=seconds, resize=(480, 270),
+        ).run()  # fmt: skip
+    goal = 5 * seconds  # half the frames offered, as the test once asked (30 in 6 s)
+    print(
+        f"   {seconds:g} s at 10 fps, connections closed every 1.5 s: processed "
+        f"{summary.processed} across {summary.reconnects} reconnects (goal >= {goal:g}: "
+        f"{verdict(summary.processed >= goal)}); books balance: {summary.check() == []}"
+    )
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--echo-server"]:
         asyncio.run(run_echo_server(int(argv[1])))
@@ -423,6 +502,8 @@ def main(argv: list[str]) -> int:
     duration = 3.0 if arguments.quick else 10.0
     frames = load_frames()
     transport(frames, duration, rounds=1 if arguments.quick else 3)
+    mixed_overload(frames, 4.0 if arguments.quick else 8.0)
+    agent_runs(arguments.quick)
     if not SSD_ONNX.is_file():
         print(f"\nmodel-bound and overload skipped: {SSD_ONNX} is absent (../shared/ASSETS.md)")
         return 0

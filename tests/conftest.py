@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# Test media and models live beside the checkout (see ../shared/ASSETS.md);
-# FRAMEWIRE_SHARED points elsewhere when they do not.
-SHARED = Path(os.environ.get("FRAMEWIRE_SHARED", str(REPO_ROOT.parent / "shared")))
+from tests.assets import REPO_ROOT, SHARED, AssetMissing, shared_asset, vtest_video
+
+__all__ = ["REPO_ROOT", "SHARED", "shared_file", "vtest_path"]
 
 
 def shared_file(relative: str) -> Path:
-    """Returns a file under ../shared, skipping the test with a reason when it is absent."""
-    path = SHARED / relative
-    if not path.is_file():
-        pytest.skip(f"test asset {relative} not found under {SHARED} (see ../shared/ASSETS.md)")
-    return path
+    """A file only ../shared has, skipping the test with the reason when it is absent."""
+    try:
+        return shared_asset(relative)
+    except AssetMissing as missing:
+        pytest.skip(str(missing))
+
+
+def vtest_path() -> Path:
+    """vtest.avi from ../shared or the demo's cache (see tests/assets.py); skips with the reason."""
+    try:
+        return vtest_video()
+    except AssetMissing as missing:
+        pytest.skip(str(missing))
 
 
 @pytest.fixture(scope="session")

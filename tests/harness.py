@@ -1,7 +1,9 @@
-"""Running real servers for tests: in a background event loop, or as subprocesses.
+"""Running real servers for tests and benchmarks: in a background event loop, or as subprocesses.
 
+The one harness: ``tests/`` and ``bench/`` both start servers through it.
 Servers start through the same factories the commands use, on port 0 or a
-free port, and are stopped through their real shutdown path.
+free port, and are stopped through their real shutdown path. No pytest here,
+so the benchmarks can import it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, Self, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -48,9 +50,18 @@ class ServerThread(Generic[S]):
             raise
 
     def stop(self, grace: float = 5.0) -> None:
+        """Stops the server through its own stop(grace), then the loop, even if that fails."""
         stop = getattr(self.server, "stop")  # noqa: B009 - every server type has stop(grace)
-        self.loop.run(stop(grace), timeout=grace + 30)
-        self.loop.close()
+        try:
+            self.loop.run(stop(grace), timeout=grace + 30)
+        finally:
+            self.loop.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
 
 def free_port() -> int:
@@ -67,8 +78,8 @@ def health_status(port: int, service: str = "", timeout: float = 2.0) -> str:
         try:
             response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         except grpc.RpcError as error:
-            return str(error.code().name)  # type: ignore[attr-defined]
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+            return str(error.code().name)
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
 
 def wait_until(
@@ -150,9 +161,16 @@ class Process:
         self.process.send_signal(number)
 
     def wait(self, timeout: float) -> int:
+        """The exit status, once the process ended and all its output was read."""
         code = self.process.wait(timeout)
         self._reader.join(timeout=5)
         return code
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, as a service manager stops a server; the exit status."""
+        if self.process.poll() is None:
+            self.signal(signal.SIGTERM)
+        return self.wait(timeout)
 
     def text(self) -> str:
         with self._lines:

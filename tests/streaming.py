@@ -13,7 +13,7 @@ import grpc
 
 from framewire.common.protoutil import timestamp_from_ns
 from framewire.v1 import common_pb2, ingest_service_pb2, ingest_service_pb2_grpc
-from tests.conftest import shared_file
+from tests.conftest import vtest_path
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ def vtest_jpegs(
     count: int = 60, width: int = 480, height: int = 360, step: int = 5
 ) -> tuple[Jpeg, ...]:
     """Every ``step``-th frame of vtest.avi, resized and JPEG-encoded (skips without ../shared)."""
-    capture = cv2.VideoCapture(str(shared_file("media/vtest.avi")))
+    capture = cv2.VideoCapture(str(vtest_path()))
     frames: list[Jpeg] = []
     index = 0
     try:

@@ -14,7 +14,7 @@ import pytest
 
 from framewire.demo import media
 from framewire.demo.media import DemoVideo, MediaError, default_cache_dir, demo_video
-from tests.conftest import SHARED, shared_file
+from tests.conftest import SHARED, shared_file, vtest_path
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_cache_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 def test_cache_hit_needs_nothing_else(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     cache.mkdir()
-    shutil.copy(shared_file("media/vtest.avi"), cache / "vtest.avi")
+    shutil.copy(vtest_path(), cache / "vtest.avi")
     video = demo_video(cache)
     assert video.path == cache / "vtest.avi"
     assert video.description == media.VTEST_DESCRIPTION
@@ -95,7 +95,7 @@ def test_installed_opencv_doc_is_copied(monkeypatch: pytest.MonkeyPatch, tmp_pat
     # Where Debian's opencv-doc puts it, simulated with the same file from ../shared.
     installed = tmp_path / "usr/share/doc/opencv-doc/examples/data/vtest.avi"
     installed.parent.mkdir(parents=True)
-    shutil.copy(shared_file("media/vtest.avi"), installed)
+    shutil.copy(vtest_path(), installed)
     monkeypatch.setattr(media, "INSTALLED_VTEST", installed)
     cache = tmp_path / "cache"
     video = demo_video(cache)

@@ -12,7 +12,7 @@ import pytest
 
 from framewire.edge_agent.errors import EXIT_CODES
 from framewire.ingest.server import IngestServer
-from tests.conftest import shared_file
+from tests.conftest import vtest_path
 from tests.harness import ServerThread, free_port
 
 pytestmark = pytest.mark.slow
@@ -31,7 +31,7 @@ def edge_agent(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[
 def vtest_args(port: int, *extra: str) -> list[str]:
     return [
         "--server", f"127.0.0.1:{port}",
-        "--source", str(shared_file("media/vtest.avi")),
+        "--source", str(vtest_path()),
         "--resize", "480x270",
         "--fps", "20",
         *extra,

@@ -19,7 +19,8 @@ from framewire.edge_agent.compression import (
     expand_boxes,
     target_size,
 )
-from tests.conftest import shared_file
+from tests.assets import default_model_people
+from tests.conftest import vtest_path
 
 Detector = Callable[[np.ndarray], list[tuple[NormalizedBox, float]]]
 
@@ -27,7 +28,7 @@ Detector = Callable[[np.ndarray], list[tuple[NormalizedBox, float]]]
 @pytest.fixture(scope="module")
 def vtest_frames() -> list[np.ndarray]:
     """The first 40 frames of vtest.avi (768x576, people walking)."""
-    capture = cv2.VideoCapture(str(shared_file("media/vtest.avi")))
+    capture = cv2.VideoCapture(str(vtest_path()))
     frames = []
     while len(frames) < 40:
         ok, frame = capture.read()
@@ -40,27 +41,7 @@ def vtest_frames() -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def detect_people() -> Detector:
     """People (box, score >= 0.3) in a BGR image, by the real SSD MobileNet v2 COCO model."""
-    onnxruntime = pytest.importorskip("onnxruntime")
-    model = shared_file("models/ssd_mobilenet_v2_coco.onnx")
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 2
-    # Spinning threads only burn a shared CPU that other tests need.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-
-    def detect(image: np.ndarray) -> list[tuple[NormalizedBox, float]]:
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)[np.newaxis]
-        boxes, scores, classes = session.run(
-            ["detection_boxes:0", "detection_scores:0", "detection_classes:0"],
-            {"image_tensor:0": rgb},
-        )
-        people = (scores[0] >= 0.3) & (classes[0] == 1)  # COCO-91 id 1 is person
-        return [
-            ((float(x0), float(y0), float(x1), float(y1)), float(score))
-            for (y0, x0, y1, x1), score in zip(boxes[0][people], scores[0][people], strict=True)
-        ]
-
-    return detect
+    return default_model_people(min_score=0.3)
 
 
 def decode(frame: EncodedFrame) -> np.ndarray:

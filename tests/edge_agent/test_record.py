@@ -10,11 +10,11 @@ import pytest
 
 from framewire.edge_agent.record import CODECS, Recorder, RecorderError, box_color
 from framewire.v1 import common_pb2
-from tests.conftest import shared_file
+from tests.conftest import vtest_path
 
 
 def vtest_frames(count: int, size: tuple[int, int]) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(shared_file("media/vtest.avi")))
+    capture = cv2.VideoCapture(str(vtest_path()))
     frames = []
     for _ in range(count):
         ok, frame = capture.read()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import http.server
 import logging
-import shutil
 import socket
 import threading
 import time
@@ -24,7 +23,7 @@ from framewire.edge_agent.sources import (
     gstreamer_available,
     open_source,
 )
-from tests.conftest import shared_file
+from tests.conftest import vtest_path
 
 VTEST_FRAMES = 795
 
@@ -45,7 +44,7 @@ def read_all(
 
 
 def test_video_file_reads_every_frame_then_ends() -> None:
-    path = shared_file("media/vtest.avi")
+    path = vtest_path()
     before = time.time_ns()
     source = open_source(str(path))
     try:
@@ -69,7 +68,7 @@ def test_video_file_reads_every_frame_then_ends() -> None:
 
 
 def test_video_file_loops_with_indices_still_counting() -> None:
-    source = open_source(str(shared_file("media/vtest.avi")), loop=True)
+    source = open_source(str(vtest_path()), loop=True)
     try:
         frames = read_all(
             source, limit=VTEST_FRAMES + 2, keep=frozenset({0, 1, VTEST_FRAMES, VTEST_FRAMES + 1})
@@ -82,7 +81,7 @@ def test_video_file_loops_with_indices_still_counting() -> None:
 
 
 def test_reading_a_closed_source_is_an_error() -> None:
-    source = open_source(str(shared_file("media/vtest.avi")))
+    source = open_source(str(vtest_path()))
     source.close()
     source.close()
     with pytest.raises(SourceError, match="closed"):
@@ -145,7 +144,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture
 def http_media() -> Iterator[str]:
     """An HTTP server on a free port serving the folder that holds vtest.avi."""
-    folder = shared_file("media/vtest.avi").parent
+    folder = vtest_path().parent
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), partial(_QuietHandler, directory=str(folder))
     )
@@ -168,7 +167,7 @@ def test_http_stream(http_media: str) -> None:
     finally:
         source.close()
     assert [frame.index for frame in frames if frame is not None] == [0, 1, 2, 3, 4]
-    expected = cv2.VideoCapture(str(shared_file("media/vtest.avi")))
+    expected = cv2.VideoCapture(str(vtest_path()))
     ok, first = expected.read()
     expected.release()
     assert ok
@@ -195,11 +194,16 @@ def test_password_is_not_shown() -> None:
 
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
-    """Real photos named so that plain sorting and natural sorting disagree, plus junk."""
-    shutil.copy(shared_file("media/dog.jpg"), tmp_path / "frame10.jpg")
-    shutil.copy(shared_file("media/person.jpg"), tmp_path / "frame2.JPG")
-    horses = cv2.imread(str(shared_file("media/horses.jpg")), cv2.IMREAD_GRAYSCALE)
-    cv2.imwrite(str(tmp_path / "frame1.png"), horses)  # greyscale on disk
+    """Real pictures named so that plain sorting and natural sorting disagree, plus junk."""
+    capture = cv2.VideoCapture(str(vtest_path()))
+    try:
+        pictures = [capture.read()[1] for _ in range(3)]
+    finally:
+        capture.release()
+    cv2.imwrite(str(tmp_path / "frame10.jpg"), pictures[0])
+    cv2.imwrite(str(tmp_path / "frame2.JPG"), pictures[1])
+    grey = cv2.cvtColor(pictures[2], cv2.COLOR_BGR2GRAY)
+    cv2.imwrite(str(tmp_path / "frame1.png"), grey)  # greyscale on disk
     (tmp_path / "frame3.jpg").write_bytes(b"not a jpeg")
     (tmp_path / "notes.txt").write_text("ignored")
     (tmp_path / "frame4.bmp").mkdir()  # a folder with an image name is ignored too

@@ -5,19 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import cv2
 import grpc
 import numpy as np
 
-from framewire.common.serving import ListenConfig, LoopThread
+from framewire.common.serving import ListenConfig
 from framewire.inference.config import EngineConfig, InferenceServerConfig
 from framewire.inference.server import InferenceServer, start_inference_server
 from framewire.v1 import common_pb2, inference_service_pb2, inference_service_pb2_grpc
-from tests.conftest import shared_file
-
-T = TypeVar("T")
+from tests.conftest import shared_file, vtest_path
+from tests.harness import ServerThread
 
 
 def server_config(engine: EngineConfig, **listen: Any) -> InferenceServerConfig:
@@ -32,39 +31,26 @@ def server_config(engine: EngineConfig, **listen: Any) -> InferenceServerConfig:
     return InferenceServerConfig(engine=engine, listen=ListenConfig(**settings))
 
 
-class RunningServer:
-    """A server started through the same factory ``framewire inference`` uses, plus a client."""
+class RunningServer(ServerThread[InferenceServer]):
+    """`framewire inference`'s server through the one harness (tests/harness.py), with a client."""
 
     def __init__(self, config: InferenceServerConfig) -> None:
-        self.loop = LoopThread("test-inference")
-        try:
-            self.server: InferenceServer = self.loop.run(
-                start_inference_server(config), timeout=120
-            )
-        except BaseException:
-            self.loop.close()
-            raise
+        super().__init__(lambda: start_inference_server(config))
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.server.port}")
         self.stub = inference_service_pb2_grpc.InferenceServiceStub(self.channel)
 
     def detect(self, *images: inference_service_pb2.Image) -> inference_service_pb2.DetectResponse:
         return self.stub.Detect(inference_service_pb2.DetectRequest(images=images), timeout=60)
 
-    def close(self) -> None:
+    def stop(self, grace: float = 1.0) -> None:
         self.channel.close()
-        try:
-            self.loop.run(self.server.stop(1.0), timeout=60)
-        finally:
-            self.loop.close()
+        super().stop(grace)
 
 
 def running_server(engine: EngineConfig, **listen: Any) -> Iterator[RunningServer]:
     """Generator body for module-scoped server fixtures."""
-    server = RunningServer(server_config(engine, **listen))
-    try:
+    with RunningServer(server_config(engine, **listen)) as server:
         yield server
-    finally:
-        server.close()
 
 
 def model_path(name: str) -> Path:
@@ -96,7 +82,7 @@ def synthetic_jpeg(width: int, height: int, seed: int = 0) -> bytes:
 
 def video_frames(indices: list[int]) -> list[bytes]:
     """Frames of ../shared/media/vtest.avi as JPEG bytes, read in order."""
-    path = shared_file("media/vtest.avi")
+    path = vtest_path()
     capture = cv2.VideoCapture(str(path))
     frames: dict[int, bytes] = {}
     try:

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import queue
-import re
 import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 
 import grpc
@@ -16,68 +10,15 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from framewire.v1 import inference_service_pb2, inference_service_pb2_grpc
-from tests.inference.conftest import jpeg_image, media_bytes
+from tests.harness import Process, framewire_command
+from tests.inference.conftest import jpeg_image, video_frames
 
-READY = re.compile(
-    r"InferenceService serving on 127\.0\.0\.1:(\d+) \((?:metrics on (\d+)|no metrics)\)"
-)
+READY = r"InferenceService serving on 127\.0\.0\.1:(\d+) \((?:metrics on (\d+)|no metrics)\)"
 
 
-class Process:
-    """``framewire inference ARGS`` with its stderr collected line by line."""
-
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.log: list[str] = []
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "framewire.cli", "inference", *args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **(env or {})},
-        )
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def wait_for(self, pattern: re.Pattern[str], timeout: float = 90.0) -> re.Match[str]:
-        while True:
-            try:
-                line = self.lines.get(timeout=timeout)
-            except queue.Empty:
-                raise AssertionError(
-                    f"no {pattern.pattern!r} within {timeout} s: {self.log}"
-                ) from None
-            if line is None:
-                raise AssertionError(f"exited before {pattern.pattern!r}: {''.join(self.log)}")
-            self.log.append(line)
-            match = pattern.search(line)
-            if match:
-                return match
-
-    def finish(self, timeout: float = 30.0) -> int:
-        code = self.process.wait(timeout=timeout)
-        self.reader.join(timeout=5)
-        while True:
-            try:
-                line = self.lines.get_nowait()
-            except queue.Empty:
-                break
-            if line is not None:
-                self.log.append(line)
-        return code
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.finish()
-        if self.process.stderr is not None:
-            self.process.stderr.close()
+def inference(*args: str, env: dict[str, str] | None = None) -> Process:
+    """``framewire inference ARGS`` through the one harness (tests/harness.py)."""
+    return Process(framewire_command("inference", *args), env=env)
 
 
 @pytest.fixture
@@ -98,25 +39,26 @@ def serving(port: int) -> int:
 def test_serves_the_default_model_stops_on_sigterm_and_restarts_on_the_same_port(
     processes: list[Process],
 ) -> None:
-    first = Process(
+    first = inference(
         "--host", "127.0.0.1", "--port", "0", "--metrics-host", "127.0.0.1", "--metrics-port", "0"
     )
     processes.append(first)
-    ready = first.wait_for(READY)
+    ready = first.wait_for_line(READY, timeout=90)
     port = int(ready[1])
     assert ready[2] is not None
     assert serving(port) == health_pb2.HealthCheckResponse.SERVING
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = inference_service_pb2_grpc.InferenceServiceStub(channel)
-        request = inference_service_pb2.DetectRequest(images=[jpeg_image(media_bytes("dog.jpg"))])
+        street = jpeg_image(video_frames([0])[0])
+        request = inference_service_pb2.DetectRequest(images=[street])
         labels = {d.label for d in stub.Detect(request, timeout=30).results[0].detections}
-    assert {"dog", "bicycle", "car"} <= labels
-    first.process.send_signal(signal.SIGTERM)
-    assert first.finish() == 0, "".join(first.log)
-    assert any("SIGTERM received" in line for line in first.log)
+    assert {"person", "car"} <= labels
+    first.signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0, first.text()
+    assert "SIGTERM received" in first.text()
 
     # The same port again at once, this time configured through the environment.
-    second = Process(
+    second = inference(
         "--host",
         "127.0.0.1",
         "--port",
@@ -124,14 +66,14 @@ def test_serves_the_default_model_stops_on_sigterm_and_restarts_on_the_same_port
         env={"FRAMEWIRE_BACKEND": "null", "FRAMEWIRE_METRICS_PORT": "-1"},
     )
     processes.append(second)
-    assert int(second.wait_for(READY)[1]) == port
+    assert int(second.wait_for_line(READY, timeout=90)[1]) == port
     assert serving(port) == health_pb2.HealthCheckResponse.SERVING
-    second.process.send_signal(signal.SIGINT)
-    assert second.finish() == 0, "".join(second.log)
+    second.signal(signal.SIGINT)
+    assert second.wait(timeout=30) == 0, second.text()
 
 
 def test_a_missing_model_exits_1_with_the_reason(processes: list[Process], tmp_path) -> None:
-    process = Process(
+    process = inference(
         "--host",
         "127.0.0.1",
         "--port",
@@ -142,8 +84,10 @@ def test_a_missing_model_exits_1_with_the_reason(processes: list[Process], tmp_p
         str(tmp_path / "nothing.onnx"),
     )
     processes.append(process)
-    assert process.finish(timeout=60) == 1
-    assert any("cannot load the model" in line and "nothing.onnx" in line for line in process.log)
+    assert process.wait(timeout=60) == 1
+    assert any(
+        "cannot load the model" in line and "nothing.onnx" in line for line in process.output
+    )
 
 
 @pytest.mark.parametrize(
@@ -151,7 +95,7 @@ def test_a_missing_model_exits_1_with_the_reason(processes: list[Process], tmp_p
     [(["--max-batch", "0"], "max_batch"), (["--backend", "tensorflow"], "invalid choice")],
 )
 def test_bad_settings_exit_2(processes: list[Process], args: list[str], message: str) -> None:
-    process = Process(*args)
+    process = inference(*args)
     processes.append(process)
-    assert process.finish(timeout=60) == 2
-    assert message in "".join(process.log)
+    assert process.wait(timeout=60) == 2
+    assert message in process.text()

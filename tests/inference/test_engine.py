@@ -21,6 +21,7 @@ from tests.inference.conftest import (
     media_bytes,
     model_path,
     synthetic_jpeg,
+    video_frames,
 )
 
 
@@ -108,18 +109,14 @@ def test_ssd_labels_file_numbers_classes_from_one(tmp_path: Path) -> None:
         names[coco91 - 1] = COCO_LABELS[index].upper()
     labels = tmp_path / "coco91.txt"
     labels.write_text("\n".join(names) + "\n", encoding="utf-8")
-    config = engine_config(
-        model=model_path("ssd_mobilenet_v2_coco.onnx"), labels=labels, max_batch=1
-    )
-    engine = Engine.load(config)
+    engine = Engine.load(engine_config(labels=labels, max_batch=1))  # the default SSD
     try:
         assert engine.labels == tuple(names)
-        response = engine.detect(
-            inference_service_pb2.DetectRequest(images=[jpeg_image(media_bytes("dog.jpg"))])
-        )
+        (street,) = video_frames([0])
+        response = engine.detect(inference_service_pb2.DetectRequest(images=[jpeg_image(street)]))
         found = {(d.label, d.class_id) for d in response.results[0].detections}
-        assert ("DOG", 17) in found  # COCO-91 id 18 is line 18, class id 17
-        assert ("BICYCLE", 1) in found
+        assert ("PERSON", 0) in found  # COCO-91 id 1 is line 1, class id 0
+        assert ("CAR", 2) in found  # COCO-91 id 3 is line 3, class id 2
     finally:
         engine.close()
 

@@ -156,18 +156,25 @@ def test_the_two_backends_agree(opencv_server: RunningServer, onnx_server: Runni
 
 
 def test_options_filter_threshold_and_limit(opencv_server: RunningServer) -> None:
-    dog = media_bytes("dog.jpg")
-    only_dogs = jpeg_image(dog, options={"class_filter": ["dog", "cat"]})
-    confident = jpeg_image(dog, options={"score_threshold": 0.9})
-    one = jpeg_image(dog, options={"max_detections": 1})
-    everything = jpeg_image(dog, options={"score_threshold": 0.0})
-    results = opencv_server.detect(only_dogs, confident, one, everything).results
-    assert {d.label for d in results[0].detections} <= {"dog", "cat"}
-    assert "dog" in {d.label for d in results[0].detections}
-    assert [d.label for d in results[1].detections] == ["bicycle"]
-    assert [d.label for d in results[2].detections] == ["bicycle"]
+    (street,) = video_frames([0])  # people and cars
+    plain = jpeg_image(street)
+    only_cars = jpeg_image(street, options={"class_filter": ["car", "truck"]})
+    confident = jpeg_image(street, options={"score_threshold": 0.8})
+    one = jpeg_image(street, options={"max_detections": 1})
+    everything = jpeg_image(street, options={"score_threshold": 0.0})
+    results = opencv_server.detect(plain, only_cars, confident, one, everything).results
+    default = [(d.label, d.score) for d in results[0].detections]
+    assert {"person", "car"} <= {label for label, _ in default}, default
+    assert {d.label for d in results[1].detections} <= {"car", "truck"}
+    assert [(d.label, d.score) for d in results[1].detections] == [
+        (label, score) for label, score in default if label in ("car", "truck")
+    ]
+    high = [(label, score) for label, score in default if score >= 0.8]
+    assert 0 < len(high) < len(default), default
+    assert [(d.label, d.score) for d in results[2].detections] == high
+    assert [(d.label, d.score) for d in results[3].detections] == default[:1]
     # A threshold of 0 is honoured (not taken for "unset"), up to the server's 100 per image.
-    assert 10 < len(results[3].detections) <= 100
+    assert 10 < len(results[4].detections) <= 100
 
 
 def with_declared_size(data: bytes, width: int, height: int) -> bytes:
@@ -182,7 +189,7 @@ def with_declared_size(data: bytes, width: int, height: int) -> bytes:
 def test_bad_images_get_their_own_errors_while_the_rest_are_answered(
     opencv_server: RunningServer,
 ) -> None:
-    dog = media_bytes("dog.jpg")
+    (dog,) = video_frames([0])  # 768x576, people and cars
     png = b"\x89PNG\r\n\x1a\n" + bytes(100)
     bomb = with_declared_size(synthetic_jpeg(64, 64), 60000, 60000)
     batch = [
@@ -193,12 +200,12 @@ def test_bad_images_get_their_own_errors_while_the_rest_are_answered(
         jpeg_image(dog[: len(dog) // 2]),
         jpeg_image(dog, width=640, height=480),
         jpeg_image(bomb),
-        jpeg_image(dog, options={"class_filter": ["dog", "unicorn"]}),
+        jpeg_image(dog, options={"class_filter": ["person", "unicorn"]}),
     ]
     results = opencv_server.detect(*batch).results
     assert len(results) == len(batch)
     assert_well_formed(results[0])
-    assert "dog" in {d.label for d in results[0].detections}
+    assert "person" in {d.label for d in results[0].detections}
     expected = [
         (INVALID_ARGUMENT, "ENCODING_UNSPECIFIED"),
         (INVALID_ARGUMENT, "empty"),
@@ -220,12 +227,12 @@ def test_bad_images_get_their_own_errors_while_the_rest_are_answered(
 
 def test_more_per_image_errors(opencv_server: RunningServer) -> None:
     big = synthetic_jpeg(1200, 1000)  # 1.2 million pixels, over this server's limit
-    person = media_bytes("person.jpg")
+    (person,) = video_frames([100])  # 768x576, people
     results = opencv_server.detect(
         jpeg_image(big, width=1200, height=1000),
         jpeg_image(person, options={"score_threshold": 1.5}),
         jpeg_image(person, options={"score_threshold": math.nan}),
-        jpeg_image(person, width=640),  # half-declared and right
+        jpeg_image(person, width=768),  # half-declared and right
         inference_service_pb2.Image(
             encoding=common_pb2.Encoding.ValueType(7), data=person
         ),  # an encoding from the future
@@ -236,7 +243,7 @@ def test_more_per_image_errors(opencv_server: RunningServer) -> None:
     assert "score_threshold" in results[1].error.message
     assert results[2].error.code == INVALID_ARGUMENT
     assert_well_formed(results[3])
-    assert "horse" in {d.label for d in results[3].detections}
+    assert "person" in {d.label for d in results[3].detections}
     assert results[4].error.code == INVALID_ARGUMENT
     assert "not supported" in results[4].error.message
 
@@ -263,8 +270,8 @@ def test_unusable_batches_fail_the_call_and_the_server_keeps_serving(
     assert [r.HasField("error") for r in results] == [False] * 8
 
 
-def test_timings_are_set_per_stage(onnx_server: RunningServer) -> None:
-    (result,) = onnx_server.detect(jpeg_image(media_bytes("dog.jpg"))).results
+def test_timings_are_set_per_stage(server: RunningServer) -> None:
+    (result,) = server.detect(jpeg_image(video_frames([0])[0])).results
     timings = result.timings
     for stage in ("queue", "decode", "preprocess", "inference", "postprocess", "total"):
         assert timings.HasField(stage), stage
@@ -282,7 +289,7 @@ def test_timings_are_set_per_stage(onnx_server: RunningServer) -> None:
 def test_engine_is_safe_to_call_from_several_threads(opencv_server: RunningServer) -> None:
     """What ingest does in-process: overlapping detect calls from worker threads."""
     engine = opencv_server.server.engine
-    images = [media_bytes("dog.jpg"), media_bytes("person.jpg"), *video_frames([50])]
+    images = video_frames([0, 50, 100])
     requests = [
         inference_service_pb2.DetectRequest(images=[jpeg_image(images[i % 3]) for i in range(n)])
         for n in (1, 3, 2, 2)
@@ -328,7 +335,7 @@ def test_metrics_count_images_batches_and_stages(opencv_server: RunningServer) -
     processed = metric(before, 'framewire_inference_images_total{outcome="processed"}')
     failed = metric(before, 'framewire_inference_images_total{outcome="failed"}')
     batches = metric(before, "framewire_inference_batch_size_count")
-    opencv_server.detect(jpeg_image(media_bytes("dog.jpg")), jpeg_image(b"not a jpeg"))
+    opencv_server.detect(jpeg_image(video_frames([0])[0]), jpeg_image(b"not a jpeg"))
     after = scrape(opencv_server)
     assert metric(after, 'framewire_inference_images_total{outcome="processed"}') == processed + 1
     assert metric(after, 'framewire_inference_images_total{outcome="failed"}') == failed + 1
@@ -345,7 +352,7 @@ def test_metrics_pass_promtool(opencv_server: RunningServer) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool is not installed (Debian package prometheus)")
-    opencv_server.detect(jpeg_image(media_bytes("dog.jpg")))
+    opencv_server.detect(jpeg_image(video_frames([0])[0]))
     checked = subprocess.run(
         [promtool, "check", "metrics"],
         input=scrape(opencv_server),

@@ -16,7 +16,9 @@ from tests.harness import (
     framewire_command,
     free_port,
     health_status,
+    metric_value,
     running,
+    scrape,
     wait_until,
 )
 from tests.ingest.conftest import serve_config
@@ -40,6 +42,12 @@ def answers_then_status(stream: SyncStream) -> tuple[list[int], grpc.StatusCode,
     return sorted(answered), grpc.StatusCode.OK, ""
 
 
+def frames_received(metrics_port: int | None) -> float:
+    """What the server counted as read from its streams."""
+    assert metrics_port is not None
+    return metric_value(scrape(metrics_port), "framewire_frames_received_total")
+
+
 def test_stop_answers_every_received_frame_then_ends_streams_unavailable() -> None:
     server = ServerThread(lambda: start_serve(serve_config(max_frame_age=10.0)))
     port = server.server.port
@@ -49,8 +57,7 @@ def test_stop_answers_every_received_frame_then_ends_streams_unavailable() -> No
         assert stream.read().HasField("accepted")
         for seq, jpeg in enumerate(vtest_jpegs()[:4], start=1):
             stream.send(frame_request(seq, jpeg))
-        wait_until(lambda: server.server.hub.batcher.batches_in_flight > 0, 5, "a batch in flight")
-        time.sleep(0.2)  # all four frames read by the server
+        wait_until(lambda: frames_received(server.server.metrics_port) == 4, 30, "4 frames read")
 
         stopping = threading.Thread(target=server.stop, kwargs={"grace": 20.0})
         started = time.monotonic()
@@ -77,15 +84,17 @@ def test_stop_answers_every_received_frame_then_ends_streams_unavailable() -> No
 
 
 def test_sigterm_drains_and_exits_cleanly() -> None:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     command = framewire_command(
         "serve",
         "--host",
         "127.0.0.1",
         "--port",
         str(port),
+        "--metrics-host",
+        "127.0.0.1",
         "--metrics-port",
-        "-1",
+        str(metrics_port),
         "--shutdown-grace",
         "15s",
         "--max-frame-age",
@@ -99,7 +108,7 @@ def test_sigterm_drains_and_exits_cleanly() -> None:
             assert stream.read().HasField("accepted")
             for seq, jpeg in enumerate(vtest_jpegs()[:3], start=1):
                 stream.send(frame_request(seq, jpeg))
-            time.sleep(0.3)
+            wait_until(lambda: frames_received(metrics_port) == 3, 30, "3 frames read")
             server.signal(signal.SIGTERM)
             answered, code, details = answers_then_status(stream)
         finally:

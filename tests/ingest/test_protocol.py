@@ -10,7 +10,7 @@ import pytest
 from framewire.common.protoutil import seconds
 from framewire.ingest.server import IngestServer
 from framewire.v1 import common_pb2, ingest_service_pb2
-from tests.harness import ServerThread, health_status, metric_value, scrape
+from tests.harness import ServerThread, health_status, metric_value, scrape, wait_until
 from tests.streaming import Jpeg, SyncStream, config_request, frame_request, vtest_jpegs
 
 Server = ServerThread[IngestServer]
@@ -214,8 +214,14 @@ def test_server_still_serves_and_counts_add_up(serve: Server) -> None:
     finally:
         stream.close()
     # ...and every frame the server received was processed, failed or skipped.
-    time.sleep(0.2)  # let the last stream's close reach the gauges
-    text = scrape(serve.server.metrics_port)
+    metrics_port = serve.server.metrics_port
+    assert metrics_port is not None
+    wait_until(
+        lambda: metric_value(scrape(metrics_port), "framewire_active_streams") == 0,
+        10,
+        "the last stream's close to reach the gauges",
+    )
+    text = scrape(metrics_port)
     received = metric_value(text, "framewire_frames_received_total")
     processed = metric_value(text, "framewire_frames_processed_total")
     failed = metric_value(text, "framewire_frames_failed_total")
