@@ -176,6 +176,17 @@ class StreamSession:
 
     # -- what the batcher does ------------------------------------------------
 
+    def take_slot(self) -> PendingFrame | None:
+        """Empties the slot for a batch that the scheduler says will finish in time."""
+        pending, self.slot = self.slot, None
+        return pending
+
+    def skip_slot(self) -> None:
+        """Skips the waiting frame as stale: it could not be answered within the budget."""
+        pending, self.slot = self.slot, None
+        if pending is not None:
+            self._skip(pending.seq, Outcome.STALE)
+
     def take(self, now: float, max_age: float) -> PendingFrame | None:
         """Empties the slot for a batch; a frame older than ``max_age`` is skipped as stale."""
         pending = self.slot
