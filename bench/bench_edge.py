@@ -84,7 +84,7 @@ def find_video(explicit: str | None) -> Path:
     shared = SHARED / "media" / "vtest.avi"
     if shared.is_file():
         return shared
-    from framewire.edge_agent.media import demo_video
+    from framewire.demo.media import demo_video
 
     video = demo_video()
     print(f"../shared is absent; using {video.path} ({video.description})")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from framewire.demo import histogram_quantile, metrics_snapshot
+from framewire.common.exits import ExitCode
+from framewire.demo.command import histogram_quantile, metrics_snapshot
 from tests.harness import REPO_ROOT
 
 
@@ -62,3 +64,26 @@ def test_metrics_snapshot_reads_the_exposition() -> None:
     snapshot = metrics_snapshot(text)
     assert "frames received 7" in snapshot
     assert "stage total       p50   100.0 ms   p95   190.0 ms" in snapshot
+
+
+def framewire_demo(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "framewire.cli", "demo", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_demo_exit_codes_follow_the_one_scheme(tmp_path: Path) -> None:
+    # Both are decided before the model loads.
+    missing = framewire_demo("--video", str(tmp_path / "no-such.avi"))
+    assert missing.returncode == ExitCode.SOURCE_FAILED
+    assert "no such video file" in missing.stderr
+
+    video = tmp_path / "clip.avi"
+    video.write_bytes(b"not read: the flags are checked first")
+    bad_flag = framewire_demo("--video", str(video), "--frames", "0")
+    assert bad_flag.returncode == ExitCode.USAGE
+    assert "--frames must be positive" in bad_flag.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from framewire.edge_agent.cli import EXIT_CODES
+from framewire.edge_agent.errors import EXIT_CODES
 from framewire.ingest.server import IngestServer
 from tests.conftest import shared_file
 from tests.harness import ServerThread, free_port

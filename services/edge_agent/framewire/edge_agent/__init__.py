@@ -4,15 +4,15 @@
 Python API; ``edge-agent`` is the command.
 """
 
-from framewire.edge_agent.agent import (
+from framewire.edge_agent.agent import EdgeAgent
+from framewire.edge_agent.config import AgentConfig
+from framewire.edge_agent.errors import (
     AgentError,
-    EdgeAgent,
     OutputFailed,
     ServerUnreachable,
     SourceFailed,
     StreamRefused,
 )
-from framewire.edge_agent.config import AgentConfig
 from framewire.edge_agent.output import ResultEvent, Summary
 
 __all__ = [

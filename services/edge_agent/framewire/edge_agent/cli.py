@@ -10,29 +10,20 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-from framewire.common import __version__, settings
+from framewire.common import __version__, exits, settings
+from framewire.common.exits import ExitCode
 from framewire.common.logs import configure_logging
-from framewire.edge_agent.agent import AgentError, EdgeAgent
+from framewire.edge_agent.agent import EdgeAgent
 from framewire.edge_agent.config import AgentConfig
+from framewire.edge_agent.errors import EXIT_CODES, AgentError
 from framewire.edge_agent.output import ResultEvent, StatusLine
-
-EXIT_CODES = {
-    0: "the source ended, --frames/--duration was reached, or SIGINT/SIGTERM stopped it",
-    1: "an unexpected error (a bug: please report it)",
-    2: "a bad flag or environment value",
-    3: "the source cannot be opened or broke while reading",
-    4: "the ingest server could not be reached for --connect-timeout",
-    5: "the server refused the stream (bad stream id, unknown model or label, ...)",
-    6: "an output (--record) cannot be written",
-}
 
 EPILOG = (
     "examples:\n"
     "  edge-agent --server 10.0.0.5:50051 --source 0 --resize 480x270 --blackout\n"
     "  edge-agent --server localhost:50051 --source video.mp4 --output jsonl\n"
     "  edge-agent --source rtsp://cam/stream --on-detect 'logger -t cam' "
-    "--on-detect-classes person\n\n"
-    "exit codes:\n" + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
+    "--on-detect-classes person\n\n" + exits.describe(EXIT_CODES)
 )
 
 
@@ -91,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     agent.on_tick = refresh
 
     started = time.monotonic()
-    code = 0
+    code = ExitCode.OK
     try:
         summary = agent.run(on_result=show)
     except AgentError as error:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from framewire.common.contract import DEFAULT_MAX_IN_FLIGHT, STREAM_ID_PATTERN, STREAM_ID_RULE
 from framewire.common.settings import option, parse_duration
 from framewire.common.transport import TransportConfig
 from framewire.edge_agent.compression import CompressionConfig
 
 _SERVER = re.compile(r"^(dns:///)?[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
-_STREAM_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 OUTPUTS = ("auto", "jsonl", "none")
 
 
@@ -42,7 +44,8 @@ class StreamOptions:
         "only return these labels, comma-separated (e.g. person,car); empty: all",
     )
     max_in_flight: int = option(
-        2, "frames sent and not yet answered at most; a newer capture replaces a waiting one"
+        DEFAULT_MAX_IN_FLIGHT,
+        "frames sent and not yet answered at most; a newer capture replaces a waiting one",
     )
     follow_hints: bool = option(
         False, "follow the server's FlowHints (frame rate, scale, JPEG quality)"
@@ -120,10 +123,8 @@ class AgentConfig:
         stream, capture = self.stream, self.capture
         if not _SERVER.match(stream.server):
             raise ValueError(f"--server {stream.server!r} must look like host:port")
-        if not _STREAM_ID.match(stream.stream_id):
-            raise ValueError(
-                f"--stream-id {stream.stream_id!r}: use 1 to 128 letters, digits or '._:-'"
-            )
+        if not STREAM_ID_PATTERN.match(stream.stream_id):
+            raise ValueError(f"--stream-id {stream.stream_id!r}: use {STREAM_ID_RULE}")
         if stream.score_threshold is not None and not 0.0 <= stream.score_threshold <= 1.0:
             raise ValueError("--score-threshold must be within 0..1")
         if not 1 <= stream.max_in_flight <= 64:
@@ -136,3 +137,19 @@ class AgentConfig:
             raise ValueError("--frames must be positive")
         if capture.duration is not None and capture.duration <= 0:
             raise ValueError("--duration must be positive")
+
+
+def with_options(config: AgentConfig, options: dict[str, Any]) -> AgentConfig:
+    """A copy of ``config`` with options given by field name (``server=``, ``blackout=``...)."""
+    if not options:
+        return config
+    sections = {field.name: getattr(config, field.name) for field in dataclasses.fields(config)}
+    remaining = dict(options)
+    for name, section in sections.items():
+        names = {field.name for field in dataclasses.fields(section)}
+        mine = {key: remaining.pop(key) for key in list(remaining) if key in names}
+        if mine:
+            sections[name] = dataclasses.replace(section, **mine)
+    if remaining:
+        raise TypeError(f"unknown agent option(s): {', '.join(sorted(remaining))}")
+    return AgentConfig(**sections)

@@ -30,12 +30,6 @@ SUPERSEDED = ingest_service_pb2.SKIP_REASON_SUPERSEDED
 STALE = ingest_service_pb2.SKIP_REASON_STALE
 DISCONNECTED = ingest_service_pb2.SKIP_REASON_DISCONNECTED
 
-REASON_NAMES: dict[int, str] = {
-    SUPERSEDED: "superseded",
-    STALE: "stale",
-    DISCONNECTED: "disconnected",
-}
-
 
 class LatestFrame:
     """A one-frame handoff from capture to send: a newer frame replaces the waiting one.

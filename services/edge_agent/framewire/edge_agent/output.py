@@ -24,12 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from framewire.common.contract import SKIP_REASONS, STAGES
 from framewire.common.errors import status_code_from_number
 from framewire.common.protoutil import seconds
-from framewire.edge_agent.ledger import REASON_NAMES, SentFrame
+from framewire.edge_agent.ledger import SentFrame
 from framewire.v1 import common_pb2, ingest_service_pb2
-
-_STAGES = ("queue", "decode", "preprocess", "inference", "postprocess", "total")
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ class ResultEvent:
             error = (status_code_from_number(result.error.code).name, result.error.message)
         timings = {
             stage: seconds(getattr(result.timings, stage))
-            for stage in _STAGES
+            for stage in STAGES
             if result.timings.HasField(stage)  # type: ignore[arg-type]
         }
         return cls(
@@ -71,7 +70,7 @@ class ResultEvent:
             latency=latency,
             detections=list(result.detections),
             skipped=[
-                (entry.seq, REASON_NAMES.get(entry.reason, "unknown")) for entry in result.skipped
+                (entry.seq, SKIP_REASONS.get(entry.reason, "unknown")) for entry in result.skipped
             ],
             error=error,
             server_timings=timings,
@@ -89,7 +88,7 @@ class ResultEvent:
             latency=None,
             detections=[],
             skipped=[
-                (entry.seq, REASON_NAMES.get(entry.reason, "unknown")) for entry in notice.skipped
+                (entry.seq, SKIP_REASONS.get(entry.reason, "unknown")) for entry in notice.skipped
             ],
             error=None,
             server_timings={},

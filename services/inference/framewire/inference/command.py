@@ -14,6 +14,7 @@ import signal
 import sys
 
 from framewire.common import settings
+from framewire.common.exits import SERVER_EXIT_CODES, ExitCode
 from framewire.common.logs import configure_logging
 from framewire.common.serving import run as run_event_loop
 from framewire.common.serving import wait_for_signal
@@ -27,6 +28,7 @@ DESCRIPTION = (
     "grpc.health.v1 (SERVING once the model is loaded and warmed up), reflection with "
     "--reflection, and Prometheus metrics. Without --model it runs SSD MobileNet v2 COCO on OpenCV."
 )
+EXIT_CODES = SERVER_EXIT_CODES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         config = settings.from_namespace(InferenceServerConfig, args)
     except ValueError as error:
         print(f"framewire inference: {error}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     configure_logging(config.listen.log_level)
     _LOGGER.debug("settings: %s", settings.describe(config))
     return run_event_loop(lambda: serve(config))
@@ -54,7 +56,7 @@ async def serve(config: InferenceServerConfig) -> int:
     except (OSError, ValueError) as error:
         stop_signal.cancel()
         _LOGGER.error("cannot start: %s", error)
-        return 1
+        return ExitCode.FAILURE
     ready = asyncio.ensure_future(server.ready())
     await asyncio.wait({stop_signal, ready}, return_when=asyncio.FIRST_COMPLETED)
     failure = ready.exception() if ready.done() else None
@@ -65,7 +67,7 @@ async def serve(config: InferenceServerConfig) -> int:
         else:
             _LOGGER.error("cannot load the model", exc_info=failure)
         await server.stop(0)
-        return 1
+        return ExitCode.FAILURE
     number = await stop_signal
     _LOGGER.info(
         "%s received: stopping (up to %.1f s for calls in flight)",
@@ -76,4 +78,4 @@ async def serve(config: InferenceServerConfig) -> int:
         ready.cancel()
     await server.stop()
     _LOGGER.info("stopped")
-    return 0
+    return ExitCode.OK

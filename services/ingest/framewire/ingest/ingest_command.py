@@ -6,8 +6,9 @@ import argparse
 
 from framewire.common import settings
 from framewire.common.auth import TokenFile
+from framewire.common.exits import SERVER_EXIT_CODES, ExitCode
 from framewire.ingest.config import IngestServerConfig
-from framewire.ingest.runner import EXIT_USAGE, parse_config, serve_until_signal
+from framewire.ingest.runner import parse_config, serve_until_signal
 from framewire.ingest.server import IngestServer, start_ingest_server
 from framewire.ingest.targets import RemoteTarget
 
@@ -15,6 +16,7 @@ DESCRIPTION = (
     "Run the ingest service: devices stream frames to it, it batches them across streams "
     "and sends them to remote inference replicas (framewire inference)."
 )
+EXIT_CODES = SERVER_EXIT_CODES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config = parse_config("ingest", IngestServerConfig, args)
     if config is None:
-        return EXIT_USAGE
+        return ExitCode.USAGE
 
     async def start() -> IngestServer:
         tls = config.targets.client_tls()

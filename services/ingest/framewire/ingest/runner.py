@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from framewire.common import settings
+from framewire.common.exits import ExitCode
 from framewire.common.logs import configure_logging
 from framewire.common.serving import ListenConfig, run, wait_for_signal
 from framewire.ingest.server import IngestServer
@@ -16,10 +17,6 @@ from framewire.ingest.server import IngestServer
 _LOGGER = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 
 def parse_config(command: str, cls: type[T], args: argparse.Namespace) -> T | None:
@@ -42,13 +39,13 @@ def serve_until_signal(
             server = await start()
         except (OSError, ValueError) as error:
             _LOGGER.error("framewire %s could not start: %s", command, error)
-            return EXIT_FAILURE
+            return ExitCode.FAILURE
         metrics = f"metrics on port {server.metrics_port}" if server.metrics_port else "no metrics"
         _LOGGER.info("IngestService serving on %s:%d (%s)", listen.host, server.port, metrics)
         received = await wait_for_signal()
         _LOGGER.info("signal %d: draining streams for up to %gs", received, listen.shutdown_grace)
         await server.stop(listen.shutdown_grace)
         _LOGGER.info("stopped")
-        return EXIT_OK
+        return ExitCode.OK
 
     return run(main)

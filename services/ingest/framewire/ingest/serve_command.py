@@ -16,11 +16,12 @@ from typing import ClassVar
 from prometheus_client import CollectorRegistry
 
 from framewire.common import settings
+from framewire.common.exits import SERVER_EXIT_CODES, ExitCode
 from framewire.common.serving import ListenConfig, SecurityConfig
 from framewire.common.transport import TransportConfig
 from framewire.inference import Engine, EngineConfig
 from framewire.ingest.config import IngestConfig
-from framewire.ingest.runner import EXIT_USAGE, parse_config, serve_until_signal
+from framewire.ingest.runner import parse_config, serve_until_signal
 from framewire.ingest.server import IngestServer, start_ingest_server
 from framewire.ingest.targets import LocalTarget
 
@@ -28,6 +29,7 @@ DESCRIPTION = (
     "Run ingest with an in-process model on one port: devices stream frames, the model "
     "runs here. Without --model it serves SSD MobileNet v2 COCO (see README, Models)."
 )
+EXIT_CODES = SERVER_EXIT_CODES
 
 
 @dataclass(frozen=True)
@@ -88,5 +90,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config = parse_config("serve", ServeConfig, args)
     if config is None:
-        return EXIT_USAGE
+        return ExitCode.USAGE
     return serve_until_signal("serve", config.listen, lambda: start_serve(config))

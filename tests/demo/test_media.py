@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from framewire.edge_agent import media
-from framewire.edge_agent.media import DemoVideo, MediaError, default_cache_dir, demo_video
+from framewire.demo import media
+from framewire.demo.media import DemoVideo, MediaError, default_cache_dir, demo_video
 from tests.conftest import SHARED, shared_file
 
 
@@ -74,7 +74,7 @@ def test_cache_hit_needs_nothing_else(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("no_routes")
 def test_no_route_says_what_to_do(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="framewire.edge_agent.media")
+    caplog.set_level(logging.INFO, logger="framewire.demo.media")
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "vtest.avi").write_text("not a video")  # a broken cache entry is not used

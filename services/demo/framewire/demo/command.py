@@ -8,28 +8,36 @@ the agent's summary and a snapshot of the server's Prometheus metrics.
 The video: ``--video PATH``, or else OpenCV's ``vtest.avi`` (people and cars
 on a street) from Debian's ``opencv-doc`` package, fetched once with
 ``apt-get download`` into ``~/.cache/framewire/media``, or else a clip made
-from scikit-image's sample photos. See ``framewire.edge_agent.media``.
+from scikit-image's sample photos. See :mod:`framewire.demo.media`.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import logging
 import math
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from framewire.common.contract import SERVER_SKIP_REASONS, STAGES
+from framewire.common.exits import ExitCode
 from framewire.common.logs import configure_logging
 from framewire.common.serving import ListenConfig, LoopThread
 from framewire.common.settings import parse_wxh
 from framewire.common.transport import TransportConfig
-from framewire.edge_agent import AgentError, EdgeAgent, ResultEvent
-from framewire.edge_agent.media import MediaError, demo_video
+from framewire.demo.media import MediaError, demo_video
+from framewire.edge_agent import AgentConfig, AgentError, EdgeAgent, ResultEvent
+from framewire.edge_agent.config import with_options
 from framewire.inference import EngineConfig
 from framewire.ingest.config import IngestConfig
 from framewire.ingest.serve_command import ServeConfig, start_serve
@@ -42,7 +50,18 @@ DESCRIPTION = (
 
 _LOGGER = logging.getLogger(__name__)
 
-STAGES = ("queue", "decode", "preprocess", "inference", "postprocess", "total")
+# The server runs on this machine: an agent that cannot reach it for this long never will.
+AGENT_CONNECT_TIMEOUT = 10.0
+
+#: How the demo ends (framewire's one scheme; see docs/exit-codes.md).
+EXIT_CODES: tuple[ExitCode, ...] = (
+    ExitCode.OK,
+    ExitCode.FAILURE,
+    ExitCode.USAGE,
+    ExitCode.SOURCE_FAILED,
+    ExitCode.SERVER_UNREACHABLE,
+    ExitCode.STREAM_REFUSED,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -130,7 +149,7 @@ def metrics_snapshot(text: str) -> str:
         f"{count('framewire_frames_failed_total')}, skipped "
         + ", ".join(
             f"{count(f'framewire_frames_skipped_total{{reason={reason}}}')} {reason}"
-            for reason in ("superseded", "stale", "abandoned")
+            for reason in SERVER_SKIP_REASONS
         ),
         f"  edge (agent reports): captured {count('framewire_edge_frames_captured_total')}, "
         f"sent {count('framewire_edge_frames_sent_total')}, bytes "
@@ -163,17 +182,33 @@ def _label_text(labels: dict[str, str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     configure_logging("warning")
+    try:
+        # Checked before the model loads; the server's address comes later.
+        agent_config = with_options(
+            AgentConfig(),
+            {
+                "stream_id": "demo",
+                "frames": args.frames,
+                "fps": args.fps,
+                "resize": args.resize,
+                "blackout": args.blackout,
+                "connect_timeout": AGENT_CONNECT_TIMEOUT,
+            },
+        )
+    except ValueError as error:
+        print(f"framewire demo: error: {error}", file=sys.stderr)
+        return ExitCode.USAGE
     if args.video is not None:
         if not args.video.is_file():
             print(f"framewire demo: no such video file: {args.video}", file=sys.stderr)
-            return 2
+            return ExitCode.SOURCE_FAILED
         video, origin = args.video, "given with --video"
     else:
         try:
             found = demo_video()
         except MediaError as error:
             print(f"framewire demo: {error}", file=sys.stderr)
-            return 1
+            return ExitCode.SOURCE_FAILED
         video, origin = found.path, f"{found.description}; licence: {found.licence}"
     print(f"video: {video}\n       {origin}")
 
@@ -192,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         loop.close()
         print(f"framewire demo: the server could not start: {error}", file=sys.stderr)
-        return 1
+        return ExitCode.FAILURE
     model = server.hub.model
     print(
         f"server: 127.0.0.1:{server.port}, model {model.model_id if model else '?'} "
@@ -200,27 +235,15 @@ def run(args: argparse.Namespace) -> int:
         f"http://127.0.0.1:{server.metrics_port}/metrics"
     )
     print(f"agent: streaming {args.frames} frames at {args.resize[0]}x{args.resize[1]}\n")
-    agent = EdgeAgent(
-        server=f"127.0.0.1:{server.port}",
-        source=str(video),
-        stream_id="demo",
-        frames=args.frames,
-        fps=args.fps,
-        resize=args.resize,
-        blackout=args.blackout,
-        connect_timeout=10.0,
-    )
-    status = 0
+    agent = EdgeAgent(agent_config, server=f"127.0.0.1:{server.port}", source=str(video))
+    status: int = ExitCode.OK
+    summary = None
     try:
-        summary = agent.run(on_result=None if args.quiet else lambda e: print(describe(e)))
+        with _stopped_by_signals(agent):
+            summary = agent.run(on_result=None if args.quiet else lambda e: print(describe(e)))
     except AgentError as error:
         print(f"framewire demo: {error}", file=sys.stderr)
-        summary = None
         status = error.exit_code
-    except KeyboardInterrupt:
-        agent.stop()
-        summary = None
-        status = 130
     finally:
         text = generate_latest(server.registry).decode()
         loop.run(server.stop(5.0), timeout=60)
@@ -231,6 +254,28 @@ def run(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"accounting error: {problem}", file=sys.stderr)
         if problems or summary.processed == 0:
-            status = 1
+            status = ExitCode.FAILURE
     print("\n" + metrics_snapshot(text))
     return status
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(agent: EdgeAgent) -> Iterator[None]:
+    """SIGINT and SIGTERM stop the agent as they stop ``edge-agent``.
+
+    Answers in flight still arrive, the summary and metrics print, and the
+    exit status is 0, as for every framewire command stopped by a signal.
+    """
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        agent.stop()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach only the main thread
+        return
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
