@@ -29,7 +29,7 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -375,7 +375,13 @@ def _refusing_handler(handler: grpc.RpcMethodHandler[Any, Any], error: Framewire
     )
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor[Any, Any]):
+if TYPE_CHECKING:
+    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:  # the class is generic only in grpc-stubs
+    _ServerInterceptor = grpc.aio.ServerInterceptor
+
+
+class AuthInterceptor(_ServerInterceptor):
     """Refuses every call without a valid token, except health checks.
 
     Servicers that need to know *which* token called (the ingest hub, for

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import ssl
 import threading
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+
+from framewire.common.settings import option
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -217,22 +220,124 @@ def aio_channel(
     )
 
 
-def is_handshake_failure(details: str | None) -> bool:
-    """Whether an UNAVAILABLE call's details describe a failed TLS handshake.
+#: Where a client finds its token when no token file is given.
+TOKEN_ENV = "FRAMEWIRE_TOKEN"
 
-    gRPC reports a refused certificate, an unknown CA or a plaintext peer as
-    UNAVAILABLE with the handshake's reason in the details; the agent tells
-    them apart from a network failure by this text.
-    """
-    text = (details or "").lower()
-    return any(
-        marker in text
-        for marker in (
-            "ssl",
-            "tls",
-            "handshake",
-            "certificate",
-            "wrong_version_number",
-            "socket closed",
-        )
+
+@dataclass(frozen=True)
+class ClientSecurityConfig:
+    """How a device's agent reaches its server: TLS, a client certificate, a token."""
+
+    tls: bool = option(
+        False, "connect with TLS, trusting the system's CA roots (or --tls-ca; implied by it)"
     )
+    tls_ca: Path | None = option(
+        None,
+        "PEM CA certificates to trust instead of the system roots (implies --tls)",
+        metavar="FILE",
+    )
+    tls_cert: Path | None = option(
+        None, "PEM client certificate to present (mTLS; implies --tls)", metavar="FILE"
+    )
+    tls_key: Path | None = option(None, "PEM private key of --tls-cert", metavar="FILE")
+    tls_server_name: str | None = option(
+        None, "name to check the server's certificate against instead of the --server host"
+    )
+    token_file: Path | None = option(
+        None,
+        f"file holding this device's token, sent as 'authorization: Bearer'; without it the "
+        f"token is read from ${TOKEN_ENV} if set",
+        metavar="FILE",
+    )
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together: give both or neither")
+
+    def client_tls(self) -> ClientTls | None:
+        """The TLS settings, or None for a plaintext connection."""
+        if not (self.tls or self.tls_ca is not None or self.tls_cert is not None):
+            return None
+        return ClientTls(
+            ca=self.tls_ca, cert=self.tls_cert, key=self.tls_key, server_name=self.tls_server_name
+        )
+
+
+def _host_and_port(target: str) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or ``dns:///host:port`` -> ``(host, port)``."""
+    address = target.removeprefix("dns:///")
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def describe_handshake_failure(details: str | None) -> str | None:
+    """The reason in a gRPC error's details when they tell of a failed TLS handshake, else None.
+
+    gRPC reports a certificate the client does not trust, a name that does not
+    match, or TLS against a plaintext server as UNAVAILABLE with the
+    handshake's reason in the details.
+    """
+    text = details or ""
+    for marker in ("Tls handshake failed", "Ssl handshake failed", "verification check failed"):
+        start = text.find(marker)
+        if start >= 0:
+            reason = text[start:].removesuffix(": OK")
+            if "WRONG_VERSION_NUMBER" in reason:
+                reason += " (the server does not speak TLS: drop --tls)"
+            return reason
+    return None
+
+
+def probe_handshake(target: str, tls: ClientTls | None, timeout: float) -> str | None:
+    """Finds out why a connection that closed at once failed, when TLS is why; else None.
+
+    A server that requires TLS closes a plaintext connection without a word,
+    and one that refuses a client certificate closes the connection after
+    the handshake: both reach a gRPC client only as "Socket closed", like a
+    network failure. One TLS connection made here with Python's ``ssl``
+    hears the server's alert and names the cause.
+    """
+    host, port = _host_and_port(target)
+    if tls is None:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context = ssl.create_default_context(cafile=tls.ca)
+        if tls.cert is not None and tls.key is not None:
+            context.load_cert_chain(tls.cert, tls.key)
+    context.set_alpn_protocols(["h2"])
+    server_name = tls.server_name if tls is not None and tls.server_name else host
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=server_name) as connection,
+        ):
+            if tls is None:
+                return "the server speaks TLS: connect with --tls (or --tls-ca FILE)"
+            # TLS 1.3 finishes the client's side of the handshake before the
+            # server has checked the client's certificate. A gRPC server that
+            # accepts the connection speaks first (its HTTP/2 SETTINGS); one
+            # that refused the certificate closes the connection instead.
+            if connection.recv(1):
+                return None
+            if tls.cert is None:
+                return (
+                    "the server closed the connection after the TLS handshake: it requires a "
+                    "client certificate (give --tls-cert and --tls-key)"
+                )
+            return (
+                "the server closed the connection after the TLS handshake: it refused this "
+                f"client's certificate {tls.cert} (not signed by a CA it trusts, or expired)"
+            )
+    except ssl.SSLCertVerificationError as error:
+        return f"the server's certificate is not trusted: {error.verify_message}"
+    except ssl.SSLError as error:
+        reason = error.reason or str(error)
+        if "ALERT" in reason.upper():
+            return f"the server refused this client's certificate ({reason})"
+        if tls is None:
+            return None
+        return f"TLS handshake failed: {reason}"
+    except OSError:
+        return None  # a network failure: the caller's retries deal with it
