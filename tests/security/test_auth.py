@@ -74,10 +74,10 @@ def refusal(server: ServerThread[IngestServer], pki: Pki, **options: str | None)
 
 def test_patterns_match_whole_ids_and_star_matches_any_run_of_id_characters() -> None:
     lobby = stream_id_matcher("lobby-*")
-    assert lobby.match("lobby-1") and lobby.match("lobby-") and lobby.match("lobby-a.b:c")
-    assert not lobby.match("lobby") and not lobby.match("xlobby-1")
+    assert [bool(lobby.match(text)) for text in ("lobby-1", "lobby-", "lobby-a.b:c")] == [True] * 3
+    assert [bool(lobby.match(text)) for text in ("lobby", "xlobby-1")] == [False, False]
     exact = stream_id_matcher("door-1")
-    assert exact.match("door-1") and not exact.match("door-12")
+    assert [bool(exact.match(text)) for text in ("door-1", "door-12")] == [True, False]
     assert stream_id_matcher("*").match("anything")
     with pytest.raises(ValueError, match="not a stream-id pattern"):
         stream_id_matcher("lobby/*")
@@ -125,7 +125,8 @@ def test_a_broken_token_file_stops_the_start_but_a_broken_reload_keeps_the_token
 def test_new_tokens_are_long_and_different() -> None:
     first, second = new_token(), new_token()
     assert first != second
-    assert first.startswith("fwt_") and len(first) >= 40
+    assert first.startswith("fwt_")
+    assert len(first) == len("fwt_") + 43  # 32 random bytes, base64url
 
 
 # -- a real server -------------------------------------------------------------------------
