@@ -8,6 +8,7 @@ the kind is retried until --connect-timeout like a network failure.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from framewire.edge_agent import EdgeAgent
 from framewire.edge_agent import cli as agent_cli
 from framewire.edge_agent.errors import AuthRefused
 from framewire.ingest.server import IngestServer
-from tests.harness import ServerThread
+from tests.harness import ServerThread, wait_until
 from tests.security.conftest import Pki, make_token, serve_null, write_tokens
 
 DEVICE = make_token("lobby-cams", "lobby-*")
@@ -191,3 +192,51 @@ def test_the_command_exits_with_auth_refused_and_says_why(
     err = capsys.readouterr().err
     assert "refused the token: UNAUTHENTICATED: the token is not valid (unknown or revoked)" in err
     assert "fwt_not-the-right-one" not in err
+
+
+def test_a_rotated_token_reconnects_instead_of_ending_the_agent(
+    pki: Pki, images: Path, device_token: Path, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "rotating-tokens"
+    write_tokens(tokens, [DEVICE])
+    server = serve_null(
+        SecurityConfig(
+            tls_cert=pki.server_cert,
+            tls_key=pki.server_key,
+            auth_tokens=tokens,
+            auth_reload_interval=0.1,
+        )
+    )
+    running = agent(server.server.port, images, tls_ca=pki.ca, token_file=device_token, loop=True)
+    outcome: list[object] = []
+    worker = threading.Thread(target=lambda: outcome.append(_run(running)))
+    worker.start()
+    try:
+        wait_until(lambda: running.ledger.processed >= 2, 20, "frames answered with the old token")
+        successor = make_token("lobby-cams-2", "lobby-*")
+        # The device gets its new token first, then the server drops the old one.
+        device_token.write_text(successor.token + "\n")
+        write_tokens(tokens, [successor])
+        wait_until(
+            lambda: running.connected and running.ledger.processed >= 4 and _reconnected(running),
+            20,
+            "the agent to come back with the new token",
+        )
+    finally:
+        running.stop()
+        worker.join(30)
+        server.stop()
+    (summary,) = outcome
+    assert not isinstance(summary, BaseException), summary
+    assert summary.reconnects == 1  # type: ignore[attr-defined]
+
+
+def _run(running: EdgeAgent) -> object:
+    try:
+        return running.run()
+    except BaseException as error:  # handed to the test thread, which fails on it
+        return error
+
+
+def _reconnected(running: EdgeAgent) -> bool:
+    return running.summary(0.0).reconnects >= 1

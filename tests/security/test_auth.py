@@ -207,7 +207,10 @@ def test_streams_over_the_per_token_cap_are_resource_exhausted(
 
 
 def test_removing_a_token_ends_its_open_stream_unauthenticated_and_spares_the_others(
-    guarded: ServerThread[IngestServer], pki: Pki, tokens_file: Path
+    guarded: ServerThread[IngestServer],
+    pki: Pki,
+    tokens_file: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     tls = ClientTls(ca=pki.ca)
     port = guarded.server.port
@@ -230,6 +233,10 @@ def test_removing_a_token_ends_its_open_stream_unauthenticated_and_spares_the_ot
     finally:
         lobby.close()
         door.close()
+    # A revocation is an expected end of a stream, not a server error.
+    assert [
+        record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR
+    ] == []
 
 
 def test_narrowing_a_token_ends_streams_it_no_longer_covers_permission_denied(

@@ -279,7 +279,7 @@ class AgentStream:
                                 raise task.exception()  # type: ignore[misc]
                 code = await call.code()
                 if code != grpc.StatusCode.OK:
-                    await self._refuse_or_retry(code, await call.details(), connected)
+                    await self._refuse_or_retry(code, await call.details(), connected, metadata)
                 if not connected:
                     raise _Retry(
                         "the server ended the stream before accepting it", was_connected=False
@@ -287,7 +287,7 @@ class AgentStream:
                 if not self._nothing_left():
                     raise _Retry("the server ended the stream early", was_connected=True)
             except grpc.aio.AioRpcError as error:
-                await self._refuse_or_retry(error.code(), error.details(), connected)
+                await self._refuse_or_retry(error.code(), error.details(), connected, metadata)
             finally:
                 for task in tasks:
                     task.cancel()
@@ -295,11 +295,23 @@ class AgentStream:
                 call.cancel()
 
     async def _refuse_or_retry(
-        self, code: grpc.StatusCode, details: str | None, connected: bool
+        self,
+        code: grpc.StatusCode,
+        details: str | None,
+        connected: bool,
+        metadata: tuple[tuple[str, str], ...],
     ) -> None:
-        """Raises AuthRefused or StreamRefused for a permanent refusal, _Retry for anything else."""
+        """Raises AuthRefused or StreamRefused for a permanent refusal, _Retry for anything else.
+
+        A stream whose token was revoked after the token file was given a new
+        one (a rotation) reconnects with the new token instead of ending.
+        """
         message = f"{code.name}: {details or 'no details'}"
         server = self.config.stream.server
+        if code == grpc.StatusCode.UNAUTHENTICATED and connected and self._metadata() != metadata:
+            raise _Retry(
+                "the token was replaced; reconnecting with the new one", was_connected=True
+            )
         if code in AUTH_CODES:
             hint = (
                 "give this device's token with --token-file or $" + TOKEN_ENV

@@ -120,7 +120,7 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
         session = StreamSession(next(self._keys), settings, on_outcome=self._metrics.count_outcome)
         stream = _Stream(session)
         if lease is not None:
-            lease.on_revoked = session.fail
+            lease.on_revoked = lambda error: self._revoke(stream, error)
         self._streams[session.key] = stream
         self._all_closed.clear()
         self.batcher.stream_opened()
@@ -213,6 +213,13 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
             return None
         token = self._authenticator.authenticate(context.invocation_metadata())
         return self._authenticator.open_stream(token, stream_id)
+
+    @staticmethod
+    def _revoke(stream: _Stream, error: FramewireError) -> None:
+        """Ends a stream whose token was revoked: stop reading, then abort with ``error``."""
+        if stream.reader is not None:
+            stream.reader.cancel()
+        stream.session.fail(error)
 
     async def _read(
         self, stream: _Stream, requests: AsyncIterator[ingest_service_pb2.StreamFramesRequest]
