@@ -240,3 +240,16 @@ def _run(running: EdgeAgent) -> object:
 
 def _reconnected(running: EdgeAgent) -> bool:
     return running.summary(0.0).reconnects >= 1
+
+
+def test_tls_alone_trusts_the_system_roots(
+    pki: Pki,
+    secured: ServerThread[IngestServer],
+    images: Path,
+    device_token: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # SSL_CERT_FILE is how a system names its CA bundle; here the bundle is the test CA.
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca))
+    summary = agent(secured.server.port, images, tls=True, token_file=device_token).run()
+    assert summary.processed >= 1
