@@ -239,3 +239,49 @@ def test_the_health_port_answers_plaintext_probes_and_serves_nothing_else(pki: P
             assert code_of(raised.value) == grpc.StatusCode.UNIMPLEMENTED
     finally:
         server.stop()
+
+
+def _list_services(port: int, tls: ClientTls | None, token: str | None = None) -> list[str]:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    from tests.security.conftest import bearer
+
+    with channel(port, tls) as open_channel:
+        responses = reflection_pb2_grpc.ServerReflectionStub(open_channel).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+            metadata=bearer(token) if token else None,
+            timeout=5,
+        )
+        return [
+            service.name
+            for response in responses
+            for service in response.list_services_response.service
+        ]
+
+
+def test_reflection_is_off_unless_asked_for_and_then_needs_a_token(
+    pki: Pki, tls_only: ServerThread[IngestServer], tmp_path: Path
+) -> None:
+    from tests.security.conftest import make_token, write_tokens
+
+    with pytest.raises(grpc.RpcError) as raised:
+        _list_services(tls_only.server.port, ClientTls(ca=pki.ca))
+    assert code_of(raised.value) == grpc.StatusCode.UNIMPLEMENTED
+
+    operator = make_token("operator", "*")
+    tokens = tmp_path / "tokens"
+    write_tokens(tokens, [operator])
+    server = serve_null(
+        SecurityConfig(
+            tls_cert=pki.server_cert, tls_key=pki.server_key, auth_tokens=tokens, reflection=True
+        )
+    )
+    try:
+        with pytest.raises(grpc.RpcError) as raised:
+            _list_services(server.server.port, ClientTls(ca=pki.ca))
+        assert code_of(raised.value) == grpc.StatusCode.UNAUTHENTICATED
+        assert "framewire.v1.IngestService" in _list_services(
+            server.server.port, ClientTls(ca=pki.ca), operator.token
+        )
+    finally:
+        server.stop()

@@ -241,7 +241,9 @@ class ClientSecurityConfig:
     )
     tls_key: Path | None = option(None, "PEM private key of --tls-cert", metavar="FILE")
     tls_server_name: str | None = option(
-        None, "name to check the server's certificate against instead of the --server host"
+        None,
+        "name to check the server's certificate against instead of the --server host",
+        metavar="NAME",
     )
     token_file: Path | None = option(
         None,

@@ -123,6 +123,7 @@ class TargetsConfig:
     inference_tls_server_name: str | None = option(
         None,
         "name checked against the inference servers' certificates instead of the target's host",
+        metavar="NAME",
     )
     inference_token_file: Path | None = option(
         None,
