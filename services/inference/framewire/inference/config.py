@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from framewire.common.contract import MAX_FRAME_PIXELS
-from framewire.common.serving import ListenConfig
+from framewire.common.serving import ListenConfig, SecurityConfig
 from framewire.common.settings import option
 from framewire.common.transport import TransportConfig
 from framewire.inference.heads import SsdHead, YoloV8Head
@@ -162,6 +162,7 @@ class InferenceServerConfig:
     engine: EngineConfig = EngineConfig()
     listen: ListenConfig = ListenConfig()
     transport: TransportConfig = TransportConfig()
+    security: SecurityConfig = SecurityConfig()
     max_queued_calls: int = option(
         64,
         "Detect calls waiting for a free batch slot; more are refused with RESOURCE_EXHAUSTED",

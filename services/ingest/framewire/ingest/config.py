@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from framewire.common.contract import DEFAULT_MAX_IN_FLIGHT, MAX_FRAME_PIXELS, MAX_REPORT_SAMPLES
-from framewire.common.serving import ListenConfig
+from framewire.common.serving import ListenConfig, SecurityConfig
 from framewire.common.settings import option, parse_duration
+from framewire.common.tls import ClientTls
 from framewire.common.transport import MIB, TransportConfig
 from framewire.ingest.reports import ReportLimits
 
@@ -147,6 +149,28 @@ class TargetsConfig:
         "(a headless Kubernetes Service; calls are spread over every address)",
         parse=_parse_targets,
     )
+    inference_tls: bool = option(
+        False, "reach the inference targets over TLS (system CA roots unless --inference-tls-ca)"
+    )
+    inference_tls_ca: Path | None = option(
+        None, "PEM CA that signed the inference servers' certificates (implies TLS)", metavar="FILE"
+    )
+    inference_tls_cert: Path | None = option(
+        None, "PEM client certificate ingest presents to inference (mTLS)", metavar="FILE"
+    )
+    inference_tls_key: Path | None = option(
+        None, "PEM private key of --inference-tls-cert", metavar="FILE"
+    )
+    inference_tls_server_name: str | None = option(
+        None,
+        "name checked against the inference servers' certificates instead of the target's host",
+        metavar="NAME",
+    )
+    inference_token_file: Path | None = option(
+        None,
+        "file holding the token ingest sends to inference (read again when it changes)",
+        metavar="FILE",
+    )
 
     def __post_init__(self) -> None:
         if not self.inference:
@@ -154,6 +178,20 @@ class TargetsConfig:
                 "--inference is required: give at least one inference target, "
                 "for example --inference 127.0.0.1:50052 (or use 'framewire serve')"
             )
+        if (self.inference_tls_cert is None) != (self.inference_tls_key is None):
+            raise ValueError("--inference-tls-cert and --inference-tls-key go together")
+
+    def client_tls(self) -> ClientTls | None:
+        """TLS towards the targets, or None for plaintext."""
+        tls = self.inference_tls or self.inference_tls_ca is not None
+        if not tls and self.inference_tls_cert is None:
+            return None
+        return ClientTls(
+            ca=self.inference_tls_ca,
+            cert=self.inference_tls_cert,
+            key=self.inference_tls_key,
+            server_name=self.inference_tls_server_name,
+        )
 
 
 @dataclass(frozen=True)
@@ -164,3 +202,4 @@ class IngestServerConfig:
     ingest: IngestConfig = IngestConfig()
     listen: ListenConfig = ListenConfig()
     transport: TransportConfig = TransportConfig()
+    security: SecurityConfig = SecurityConfig()

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from framewire.common import settings
 from framewire.common.exits import SERVER_EXIT_CODES, ExitCode
-from framewire.common.serving import ListenConfig
+from framewire.common.serving import ListenConfig, SecurityConfig
 from framewire.common.transport import TransportConfig
 from framewire.inference import Engine, EngineConfig
 from framewire.ingest.config import IngestConfig
@@ -49,6 +49,7 @@ class ServeConfig:
     ingest: IngestConfig = IngestConfig()
     listen: ListenConfig = ListenConfig()
     transport: TransportConfig = TransportConfig()
+    security: SecurityConfig = SecurityConfig()
 
     def __post_init__(self) -> None:
         engine = dataclasses.replace(
@@ -67,7 +68,12 @@ async def start_serve(config: ServeConfig) -> IngestServer:
     target = LocalTarget(engine, capacity=config.ingest.batches_in_flight)
     try:
         server = await start_ingest_server(
-            config.ingest, config.listen, config.transport, [target], registry=registry
+            config.ingest,
+            config.listen,
+            config.transport,
+            [target],
+            registry=registry,
+            security=config.security,
         )
     except BaseException:
         await target.close()
