@@ -44,6 +44,7 @@ from framewire.edge_agent.errors import AgentError, AuthRefused, ServerUnreachab
 from framewire.edge_agent.ledger import LatestFrame, Ledger, SentFrame
 from framewire.edge_agent.output import ResultEvent
 from framewire.edge_agent.sources import CapturedFrame
+from framewire.edge_agent.window import AdaptiveWindow
 from framewire.v1 import common_pb2, ingest_service_pb2, ingest_service_pb2_grpc
 
 _LOGGER = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ class AgentStream:
         self._seq = 0
         # What the server's StreamAccepted said (until then, what we asked for).
         self._max_in_flight = config.stream.max_in_flight
+        self._window = AdaptiveWindow(self._max_in_flight)
         self._max_frame_bytes = 0
         self._report_interval = config.stream.report_interval
         self._max_report_samples = MAX_REPORT_SAMPLES
@@ -350,6 +352,7 @@ class AgentStream:
 
     def _accepted(self, accepted: ingest_service_pb2.StreamAccepted) -> None:
         self._max_in_flight = max(1, accepted.max_in_flight)
+        self._window = AdaptiveWindow(self._max_in_flight)
         self._max_frame_bytes = accepted.limits.max_frame_bytes
         self._report_interval = seconds(accepted.limits.report_interval) or (
             self.config.stream.report_interval
@@ -408,7 +411,7 @@ class AgentStream:
                 self._on_change()
             if now > self._hint_until:
                 self._send_interval = 0.0
-            room = len(self._ledger.in_flight) < self._max_in_flight
+            room = len(self._ledger.in_flight) < self._window.size
             if room and self._latest.waiting and not self._stop.is_set() and now >= next_send:
                 captured = self._latest.take()
                 if captured is not None:
@@ -497,8 +500,13 @@ class AgentStream:
             if kind == "result":
                 self._results_this_call += 1
                 result = response.result
-                answer = self._ledger.on_result(result, time.time_ns())
+                received_ns = time.time_ns()
+                answer = self._ledger.on_result(result, received_ns)
                 self._observe(result)
+                if answer.frame is not None and result.timings.HasField("total"):
+                    self._window.observe(
+                        (received_ns - answer.frame.sent_ns) / 1e9, seconds(result.timings.total)
+                    )
                 latency = None
                 if answer.frame is not None:
                     latency = self._ledger.latencies[-1]
