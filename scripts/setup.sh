@@ -65,7 +65,7 @@ if [ "${FRAMEWIRE_CLIENTS:-0}" = "1" ]; then
         golang-github-golang-protobuf-1-5-dev protoc-gen-go protoc-gen-go-grpc \
         g++ make pkg-config libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
     command -v node >/dev/null 2>&1 || apt_install nodejs npm
-    if command -v npm >/dev/null 2>&1 && [ ! -d "$root/clients/node/node_modules/@grpc/grpc-js" ]; then
+    if command -v npm >/dev/null 2>&1 && [ ! -d "$root/clients/node/node_modules/typescript" ]; then
         (cd "$root/clients/node" && npm ci --no-audit --no-fund --loglevel=error) ||
             echo "could not install the Node client's packages; its tests will skip" >&2
     fi

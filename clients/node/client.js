@@ -8,7 +8,10 @@
 // stdout, sends AgentReports with end-to-end latencies, and exits non-zero with
 // the gRPC status and message when the call fails.
 //
-// The contract is loaded at run time from the .proto files (no generated code).
+// The contract is loaded at run time from the .proto files. The types in gen/
+// (`npm run gen`, proto-loader-gen-types with the same loader options) describe the
+// objects the loader produces; `npm run check` type-checks this file against them.
+// @ts-check
 'use strict';
 
 const fs = require('node:fs');
@@ -16,6 +19,15 @@ const path = require('node:path');
 const { parseArgs } = require('node:util');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
+
+/** @typedef {import('./gen/ingest_service').ProtoGrpcType} ProtoGrpcType */
+/** @typedef {import('./gen/framewire/v1/StreamFramesRequest').StreamFramesRequest} StreamFramesRequest */
+/** @typedef {import('./gen/framewire/v1/StreamFramesResponse').StreamFramesResponse__Output} StreamFramesResponse */
+/** @typedef {import('./gen/framewire/v1/StreamAccepted').StreamAccepted__Output} StreamAccepted */
+/** @typedef {import('./gen/framewire/v1/SkippedFrame').SkippedFrame__Output} SkippedFrame */
+/** @typedef {import('./gen/google/protobuf/Timestamp').Timestamp__Output} Timestamp */
+/** @typedef {import('./gen/google/protobuf/Duration').Duration__Output} Duration */
+/** @typedef {{seq: number, file: string, at: Timestamp}} Capture */
 
 const CLIENT_VERSION = 'framewire-node-client/0.1.0';
 // Used until StreamAccepted says otherwise (the contract's defaults).
@@ -47,6 +59,7 @@ const LOADER_OPTIONS = {
   includeDirs: [PROTOS],
 };
 
+/** @param {string} [message] @returns {never} */
 function usage(message) {
   if (message) process.stderr.write(`error: ${message}\n`);
   process.stderr.write(
@@ -68,7 +81,8 @@ function usage(message) {
 }
 
 function parseOptions() {
-  let values;
+  /** @type {{[name: string]: string | boolean | undefined}} */
+  let values = {};
   try {
     ({ values } = parseArgs({
       options: {
@@ -87,21 +101,22 @@ function parseOptions() {
       },
     }));
   } catch (error) {
-    usage(error.message);
+    usage(String(error));
   }
   if (values.help) usage();
+  const text = (/** @type {string} */ name) => String(values[name] ?? '');
   const options = {
-    server: values.server,
-    dir: values.dir,
+    server: text('server'),
+    dir: text('dir'),
     fps: Number(values.fps),
-    streamId: values['stream-id'],
-    model: values.model,
+    streamId: text('stream-id'),
+    model: text('model'),
     scoreThreshold: values['score-threshold'] === undefined ? null : Number(values['score-threshold']),
     maxInFlight: Number(values['max-in-flight']),
-    tlsCa: values['tls-ca'],
-    tlsServerName: values['tls-server-name'],
-    token: values.token,
-    violate: values.violate,
+    tlsCa: text('tls-ca'),
+    tlsServerName: text('tls-server-name'),
+    token: text('token'),
+    violate: text('violate'),
   };
   if (!options.dir) usage('--dir is required');
   if (!(options.fps >= 0)) usage('--fps must be 0 or more');
@@ -111,15 +126,19 @@ function parseOptions() {
   return options;
 }
 
+/** @param {string} message @returns {never} */
 function fail(message) {
   process.stderr.write(`error: ${message}\n`);
   process.exit(1);
 }
 
+/** @param {number} code */
 function statusName(code) {
-  return Object.keys(grpc.status).find((name) => grpc.status[name] === code) || `CODE_${code}`;
+  const name = grpc.status[code];
+  return typeof name === 'string' ? name : `CODE_${code}`;
 }
 
+/** @param {Error & Partial<grpc.ServiceError>} error @returns {never} */
 function failStatus(error) {
   if (typeof error.code === 'number') {
     fail(`${statusName(error.code)} (${error.code}): ${error.details}`);
@@ -127,12 +146,14 @@ function failStatus(error) {
   fail(error.message);
 }
 
+/** @param {string} dir @returns {string[]} */
 function jpegFiles(dir) {
-  let names;
+  /** @type {string[]} */
+  let names = [];
   try {
     names = fs.readdirSync(dir);
   } catch (error) {
-    fail(`cannot list ${dir}: ${error.message}`);
+    fail(`cannot list ${dir}: ${error}`);
   }
   const files = names
     .filter((name) => /\.jpe?g$/i.test(name))
@@ -144,6 +165,7 @@ function jpegFiles(dir) {
 }
 
 // The width and height in a JPEG's start-of-frame header (Node has no image decoder).
+/** @param {Buffer} data @param {string} name @returns {{width: number, height: number}} */
 function jpegSize(data, name) {
   if (data.length < 4 || data[0] !== 0xff || data[1] !== 0xd8) fail(`${name}: not a JPEG`);
   let i = 2;
@@ -165,6 +187,7 @@ function jpegSize(data, name) {
   fail(`${name}: no JPEG start-of-frame header`);
 }
 
+/** @returns {Timestamp} */
 function timestampNow() {
   const nanos = process.hrtime.bigint() - hrtimeOrigin + epochOriginNs;
   return { seconds: String(nanos / 1000000000n), nanos: Number(nanos % 1000000000n) };
@@ -173,18 +196,22 @@ function timestampNow() {
 const hrtimeOrigin = process.hrtime.bigint();
 const epochOriginNs = BigInt(Date.now()) * 1000000n;
 
+/** @param {Timestamp | Duration} timestamp */
 function timestampNs(timestamp) {
   return BigInt(timestamp.seconds) * 1000000000n + BigInt(timestamp.nanos);
 }
 
+/** @param {string} reason */
 function skipReasonName(reason) {
   return String(reason).replace(/^SKIP_REASON_/, '').toLowerCase();
 }
 
+/** @param {SkippedFrame[]} skipped */
 function skips(skipped) {
   return skipped.map((skip) => ({ seq: Number(skip.seq), reason: skipReasonName(skip.reason) }));
 }
 
+/** @param {object} value */
 function print(value) {
   process.stdout.write(`${JSON.stringify(value)}\n`);
 }
@@ -193,16 +220,18 @@ function main() {
   const options = parseOptions();
   const files = jpegFiles(options.dir);
   const definition = protoLoader.loadSync(path.join(PROTOS, 'framewire/v1/ingest_service.proto'), LOADER_OPTIONS);
-  const { IngestService } = grpc.loadPackageDefinition(definition).framewire.v1;
+  const contract = /** @type {ProtoGrpcType} */ (/** @type {unknown} */ (grpc.loadPackageDefinition(definition)));
+  const { IngestService } = contract.framewire.v1;
 
   let credentials = grpc.credentials.createInsecure();
+  /** @type {grpc.ChannelOptions} */
   const channelOptions = {};
   if (options.tlsCa) {
-    let ca;
+    let ca = Buffer.alloc(0);
     try {
       ca = fs.readFileSync(options.tlsCa);
     } catch (error) {
-      fail(`reading --tls-ca: ${error.message}`);
+      fail(`reading --tls-ca: ${error}`);
     }
     credentials = grpc.credentials.createSsl(ca);
     if (options.tlsServerName) channelOptions['grpc.ssl_target_name_override'] = options.tlsServerName;
@@ -212,6 +241,7 @@ function main() {
   if (options.token) metadata.add('authorization', `Bearer ${options.token}`);
   const call = client.StreamFrames(metadata);
 
+  /** @type {StreamAccepted | null} */
   let accepted = null;
   let maxInFlight = 1;
   let reportIntervalMs = DEFAULT_REPORT_INTERVAL_MS;
@@ -219,17 +249,23 @@ function main() {
   let intervalMs = options.fps > 0 ? 1000 / options.fps : 0;
   let seq = 0;
   let next = 0; // the index of the next file to capture
+  /** @type {Capture | null} */
   let waiting = null; // captured, waiting for room in the window
   let nextCapture = 0;
   let nextReport = 0;
   let finished = false;
-  let timer = null;
+  /** @type {NodeJS.Timeout | undefined} */
+  let timer;
+  /** @type {Set<number>} */
   const inFlight = new Set();
   // Deltas for the next AgentReport, and totals for the summary line.
+  /** @type {{latenciesNs: bigint[], edgeSkipped: number, bytesSent: number, framesCaptured: number, framesSent: number}} */
   const delta = { latenciesNs: [], edgeSkipped: 0, bytesSent: 0, framesCaptured: 0, framesSent: 0 };
   const totals = { frames_captured: 0, frames_sent: 0, results: 0, server_skipped: 0, edge_skipped: 0 };
 
+  /** @returns {StreamFramesRequest} */
   const config = () => {
+    /** @type {import('./gen/framewire/v1/StreamConfig').StreamConfig} */
     const streamConfig = {
       stream_id: options.streamId,
       model: options.model,
@@ -240,12 +276,13 @@ function main() {
     return { config: streamConfig };
   };
 
+  /** @param {Capture} capture */
   const sendFrame = (capture) => {
-    let data;
+    let data = Buffer.alloc(0);
     try {
       data = fs.readFileSync(capture.file);
     } catch (error) {
-      fail(error.message);
+      fail(String(error));
     }
     const { width, height } = jpegSize(data, capture.file);
     call.write({
@@ -281,6 +318,7 @@ function main() {
     Object.assign(delta, { edgeSkipped: 0, bytesSent: 0, framesCaptured: 0, framesSent: 0 });
   };
 
+  /** @param {SkippedFrame[]} skipped */
   const forget = (skipped) => {
     for (const skip of skipped) {
       inFlight.delete(Number(skip.seq));
@@ -330,85 +368,93 @@ function main() {
     timer = setTimeout(pump, Math.max(0, wake - now));
   };
 
+  /** @param {StreamAccepted} message */
+  const onAccepted = (message) => {
+    if (accepted !== null) fail('protocol error: a second StreamAccepted');
+    accepted = message;
+    maxInFlight = Math.max(1, message.max_in_flight);
+    const limits = message.limits;
+    if (limits?.report_interval) {
+      const ms = Number(timestampNs(limits.report_interval) / 1000000n);
+      if (ms > 0) reportIntervalMs = ms;
+    }
+    if (limits && limits.max_report_samples > 0) maxReportSamples = limits.max_report_samples;
+    print({
+      type: 'accepted',
+      stream_id: message.stream_id,
+      model_id: message.model_id,
+      max_in_flight: message.max_in_flight,
+      score_threshold: message.score_threshold,
+    });
+    if (options.violate === 'second-config') call.write(config());
+    nextCapture = Date.now();
+    nextReport = Date.now() + reportIntervalMs;
+  };
+
+  /** @param {import('./gen/framewire/v1/FrameResult').FrameResult__Output} result */
+  const onResult = (result) => {
+    forget(result.skipped);
+    inFlight.delete(Number(result.seq));
+    totals.results += 1;
+    // With defaults: true an absent message field is null, not an empty message.
+    if (!result.capture_time) fail(`protocol error: result ${result.seq} has no capture_time`);
+    const latencyNs = timestampNs(timestampNow()) - timestampNs(result.capture_time);
+    delta.latenciesNs.push(latencyNs);
+    print({
+      type: 'result',
+      seq: Number(result.seq),
+      latency_ms: Number(latencyNs / 1000n) / 1000,
+      detections: result.detections.map((d) => ({
+        class_id: d.class_id,
+        label: d.label,
+        score: d.score,
+        box: d.box && { x_min: d.box.x_min, y_min: d.box.y_min, x_max: d.box.x_max, y_max: d.box.y_max },
+      })),
+      skipped: skips(result.skipped),
+      error: result.error ? { code: result.error.code, message: result.error.message } : null,
+    });
+  };
+
+  /** @param {import('./gen/framewire/v1/FlowHint').FlowHint__Output} hint */
+  const onHint = (hint) => {
+    // proto3 optional fields are oneofs: present only when the virtual field names them.
+    const targetFps = hint._target_fps ? hint.target_fps ?? null : null;
+    // Files are sent as they are, so only the frame rate can be followed.
+    if (targetFps !== null && targetFps > 0 && intervalMs > 0) intervalMs = 1000 / targetFps;
+    print({
+      type: 'hint',
+      target_fps: targetFps,
+      jpeg_quality: hint._jpeg_quality ? hint.jpeg_quality : null,
+      scale: hint._scale ? hint.scale : null,
+      reason: hint.reason,
+    });
+  };
+
+  /** @param {StreamFramesResponse} response */
   const handle = (response) => {
-    switch (response.kind) {
-      case 'accepted': {
-        if (accepted !== null) fail('protocol error: a second StreamAccepted');
-        accepted = response.accepted;
-        maxInFlight = Math.max(1, accepted.max_in_flight);
-        const limits = accepted.limits || {};
-        if (limits.report_interval) {
-          const ms = Number(timestampNs(limits.report_interval) / 1000000n);
-          if (ms > 0) reportIntervalMs = ms;
-        }
-        if (limits.max_report_samples > 0) maxReportSamples = limits.max_report_samples;
-        print({
-          type: 'accepted',
-          stream_id: accepted.stream_id,
-          model_id: accepted.model_id,
-          max_in_flight: accepted.max_in_flight,
-          score_threshold: accepted.score_threshold,
-        });
-        if (options.violate === 'second-config') call.write(config());
-        nextCapture = Date.now();
-        nextReport = Date.now() + reportIntervalMs;
-        break;
-      }
-      case 'result': {
-        const result = response.result;
-        forget(result.skipped);
-        inFlight.delete(Number(result.seq));
-        totals.results += 1;
-        const latencyNs = timestampNs(timestampNow()) - timestampNs(result.capture_time);
-        delta.latenciesNs.push(latencyNs);
-        print({
-          type: 'result',
-          seq: Number(result.seq),
-          latency_ms: Number(latencyNs / 1000n) / 1000,
-          detections: result.detections.map((d) => ({
-            class_id: d.class_id,
-            label: d.label,
-            score: d.score,
-            box: { x_min: d.box.x_min, y_min: d.box.y_min, x_max: d.box.x_max, y_max: d.box.y_max },
-          })),
-          skipped: skips(result.skipped),
-          error: result.error ? { code: result.error.code, message: result.error.message } : null,
-        });
-        break;
-      }
-      case 'skip_notice':
-        forget(response.skip_notice.skipped);
-        print({ type: 'skip_notice', skipped: skips(response.skip_notice.skipped) });
-        break;
-      case 'hint': {
-        const hint = response.hint;
-        // proto3 optional fields are oneofs: present only when the virtual field names them.
-        const targetFps = hint._target_fps ? hint.target_fps : null;
-        // Files are sent as they are, so only the frame rate can be followed.
-        if (targetFps > 0 && intervalMs > 0) intervalMs = 1000 / targetFps;
-        print({
-          type: 'hint',
-          target_fps: targetFps,
-          jpeg_quality: hint._jpeg_quality ? hint.jpeg_quality : null,
-          scale: hint._scale ? hint.scale : null,
-          reason: hint.reason,
-        });
-        break;
-      }
-      default:
-        fail(`protocol error: an empty or unknown response ${JSON.stringify(response)}`);
+    if (response.kind === 'accepted' && response.accepted) {
+      onAccepted(response.accepted);
+    } else if (response.kind === 'result' && response.result) {
+      onResult(response.result);
+    } else if (response.kind === 'skip_notice' && response.skip_notice) {
+      forget(response.skip_notice.skipped);
+      print({ type: 'skip_notice', skipped: skips(response.skip_notice.skipped) });
+    } else if (response.kind === 'hint' && response.hint) {
+      onHint(response.hint);
+    } else {
+      fail(`protocol error: an empty or unknown response ${JSON.stringify(response)}`);
     }
     pump();
   };
 
-  call.on('data', (response) => {
+  call.on('data', (/** @type {StreamFramesResponse} */ response) => {
     if (accepted === null && response.kind !== 'accepted') {
       fail(`protocol error: the first response is not StreamAccepted: ${response.kind}`);
     }
     handle(response);
   });
   call.on('error', failStatus);
-  call.on('status', (status) => {
+  call.on('status', (/** @type {grpc.StatusObject} */ status) => {
     if (status.code !== grpc.status.OK) return; // 'error' reports it
     if (!finished) fail('protocol error: the server ended the call with frames unanswered');
     print({ type: 'summary', ...totals });
