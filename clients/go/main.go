@@ -186,6 +186,9 @@ type stream struct {
 	opts    options
 	call    framewirev1.IngestService_StreamFramesClient
 	sendSeq uint64
+	// What the reader goroutine reads: responses, then the call's end (io.EOF when OK).
+	responses chan *framewirev1.StreamFramesResponse
+	failures  chan error
 
 	maxInFlight      int
 	reportInterval   time.Duration
@@ -205,18 +208,25 @@ type stream struct {
 
 func (s *stream) send(request *framewirev1.StreamFramesRequest) {
 	if err := s.call.Send(request); err != nil {
-		// The call failed; its status comes from Recv, which the caller reads next.
 		if errors.Is(err, io.EOF) {
-			s.failFromRecv()
+			// The call is over and its status comes from Recv, which only the reader
+			// goroutine calls (two concurrent Recvs are not allowed).
+			s.failWithStatus()
 		}
 		fail(err)
 	}
 }
 
-// failFromRecv reads the call to its end and fails with its status.
-func (s *stream) failFromRecv() {
+// failWithStatus waits for the reader goroutine to reach the end of the call and
+// fails with the call's status.
+func (s *stream) failWithStatus() {
 	for {
-		if _, err := s.call.Recv(); err != nil {
+		select {
+		case <-s.responses:
+		case err := <-s.failures:
+			if errors.Is(err, io.EOF) {
+				fail(errors.New("protocol error: the server ended the call with frames unanswered"))
+			}
 			fail(err)
 		}
 	}
@@ -383,13 +393,13 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	responses := make(chan *framewirev1.StreamFramesResponse)
+	failures := make(chan error, 1)
 	s := &stream{
 		opts: opts, call: call, inFlight: map[uint64]bool{},
 		reportInterval: defaultReportInterval, maxReportSamples: defaultMaxReportSamples,
+		responses: responses, failures: failures,
 	}
-
-	responses := make(chan *framewirev1.StreamFramesResponse)
-	failures := make(chan error, 1)
 	go func() {
 		for {
 			response, err := call.Recv()
@@ -414,6 +424,9 @@ func main() {
 			fail(fmt.Errorf("protocol error: the first response is not StreamAccepted: %v", response))
 		}
 	case err := <-failures:
+		if errors.Is(err, io.EOF) {
+			fail(errors.New("protocol error: the call ended before StreamAccepted"))
+		}
 		fail(err)
 	}
 	s.maxInFlight = int(accepted.GetMaxInFlight())
@@ -488,10 +501,8 @@ func main() {
 		case response := <-responses:
 			interval = s.handle(response, interval)
 		case err := <-failures:
-			if errors.Is(err, io.EOF) {
-				fail(errors.New("protocol error: the server ended the call with frames unanswered"))
-			}
-			fail(err)
+			failures <- err
+			s.failWithStatus()
 		case <-timer.C:
 		}
 		if !timer.Stop() {

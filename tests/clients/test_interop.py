@@ -127,14 +127,16 @@ def test_every_frame_answered_once_with_python_detections(
     assert lines[0]["type"] == "accepted"
     assert lines[0]["stream_id"] == f"interop-{language}"
     assert lines[0]["score_threshold"] == pytest.approx(SCORE_THRESHOLD)
-    assert lines[-1] == {
-        "type": "summary",
-        "frames_captured": len(jpegs),
-        "frames_sent": len(jpegs),
-        "results": len(jpegs),
-        "server_skipped": 0,
-        "edge_skipped": 0,
-    }
+    summary = lines[-1]
+    assert summary["type"] == "summary"
+    # With --fps 0 a file is captured only when the window has room: nothing is skipped at the
+    # edge. The server may still supersede a frame waiting in its slot (rarely, with a window
+    # of 2); that frame is then answered by being listed as skipped.
+    assert (summary["frames_captured"], summary["frames_sent"], summary["edge_skipped"]) == (
+        len(jpegs),
+        len(jpegs),
+        0,
+    )
     results = [line for line in lines if line["type"] == "result"]
     skipped = [
         skip["seq"]
@@ -142,8 +144,10 @@ def test_every_frame_answered_once_with_python_detections(
         if line["type"] in ("result", "skip_notice")
         for skip in line["skipped"]
     ]
+    assert (summary["results"], summary["server_skipped"]) == (len(results), len(skipped))
     answered = sorted([line["seq"] for line in results] + skipped)
     assert answered == list(range(1, len(jpegs) + 1)), "every frame answered exactly once"
+    assert len(results) >= len(jpegs) // 2, f"only {len(results)} results: {lines}"
     for result in results:
         assert result["error"] is None, result
         assert result["latency_ms"] > 0
