@@ -59,15 +59,17 @@ if [ "$extras" = "dev" ]; then
     apt_install prometheus
 fi
 # The clients in other languages (docs/clients.md): Go in GOPATH mode and C++ on Debian's
-# gRPC, both with their code generators; Node from npm with the committed package-lock.json.
+# gRPC, both with their code generators; openssl for the tests' certificates; Node from npm
+# with the committed package-lock.json.
 if [ "${FRAMEWIRE_CLIENTS:-0}" = "1" ]; then
     apt_install golang-go golang-google-grpc-dev golang-google-protobuf-dev \
         golang-github-golang-protobuf-1-5-dev protoc-gen-go protoc-gen-go-grpc \
-        g++ make pkg-config libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+        g++ make pkg-config libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc \
+        openssl
     command -v node >/dev/null 2>&1 || apt_install nodejs npm
     if command -v npm >/dev/null 2>&1 && [ ! -d "$root/clients/node/node_modules/typescript" ]; then
         (cd "$root/clients/node" && npm ci --no-audit --no-fund --loglevel=error) ||
-            echo "could not install the Node client's packages; its tests will skip" >&2
+            echo "could not install the Node client's packages (npm ci in clients/node)" >&2
     fi
 fi
 
