@@ -16,9 +16,9 @@ from pathlib import Path
 import cv2
 import pytest
 
-from framewire.edge_agent.media import MediaError, demo_video
 from framewire.ingest.serve_command import start_serve
 from framewire.ingest.server import IngestServer
+from tests.conftest import vtest_path
 from tests.harness import REPO_ROOT, ServerThread
 from tests.ingest.conftest import serve_config
 from tests.streaming import Jpeg
@@ -105,13 +105,10 @@ def serve() -> Iterator[ServerThread[IngestServer]]:
 
 @pytest.fixture(scope="session")
 def frames(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[Jpeg, ...]]:
-    """A folder of JPEG frames from vtest.avi (or the demo's fallback clip), and their bytes."""
-    try:
-        video = demo_video()
-    except MediaError as error:
-        pytest.skip(f"no video to take frames from: {error}")
+    """A folder of JPEG frames from vtest.avi (../shared or the demo's cache), and their bytes."""
+    video = vtest_path()
     folder = tmp_path_factory.mktemp("frames")
-    capture = cv2.VideoCapture(str(video.path))
+    capture = cv2.VideoCapture(str(video))
     jpegs: list[Jpeg] = []
     index = 0
     try:
