@@ -415,7 +415,13 @@ class AgentStream:
             if room and self._latest.waiting and not self._stop.is_set() and now >= next_send:
                 captured = self._latest.take()
                 if captured is not None:
-                    encoded = await loop.run_in_executor(encoder, self._encode, captured)
+                    try:
+                        encoded = await loop.run_in_executor(encoder, self._encode, captured)
+                    except BaseException:
+                        # Cancelled (the stream broke) or failed before it was booked
+                        # as sent: it must not drop out of the books.
+                        self._latest.give_back(captured)
+                        raise
                     await self._send_frame(call, captured, encoded)
                     next_send = now + self._send_interval
                     continue
