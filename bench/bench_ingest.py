@@ -49,7 +49,14 @@ from bench.baselines import PLAIN_THREADS
 from framewire.common.protoutil import seconds, timestamp_from_ns
 from framewire.v1 import common_pb2, ingest_service_pb2, ingest_service_pb2_grpc
 from tests.assets import SHARED, AssetMissing, vtest_video
-from tests.harness import Process, framewire_command, free_port, metric_value, scrape
+from tests.harness import (
+    Process,
+    framewire_command,
+    free_port,
+    health_status,
+    metric_value,
+    scrape,
+)
 
 SSD_ONNX = SHARED / "models" / "ssd_mobilenet_v2_coco.onnx"
 
@@ -738,6 +745,9 @@ def simulated_gpu(frames: list[tuple[bytes, int, int]], duration: float) -> None
         subprocess_server(model_command, "serving"),
         subprocess_server(ingest_command, "IngestService serving on"),
     ):
+        deadline = time.monotonic() + 30
+        while health_status(port) != "SERVING" and time.monotonic() < deadline:
+            time.sleep(0.1)  # polls the server's own health; it follows the replica's
         measure(port, frames[:4], 1.0, streams=64, rate=None, window=2)
         before = scrape(metrics_port)
         outcome = measure(port, frames[:4], duration, streams=64, rate=None, window=2)
@@ -753,25 +763,46 @@ def simulated_gpu(frames: list[tuple[bytes, int, int]], duration: float) -> None
     )
 
 
+SECTIONS = ("transport", "mixed", "agent", "gpu-like", "plain", "model-bound", "overload")
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--echo-server"]:
         asyncio.run(run_echo_server(int(argv[1])))
         return 0
     parser = argparse.ArgumentParser(prog="python -m bench ingest")
     parser.add_argument("--quick", action="store_true", help="short runs (a smoke test)")
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run, of: {', '.join(SECTIONS)} (default: all)",
+    )
     arguments = parser.parse_args(argv)
+    chosen = {name.strip() for name in arguments.only.split(",") if name.strip()}
+    unknown = sorted(chosen - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(unknown)}")
     duration = 3.0 if arguments.quick else 10.0
+    rounds = 1 if arguments.quick else 3
     frames = load_frames()
-    transport(frames, duration, rounds=1 if arguments.quick else 3)
-    mixed_overload(frames, 4.0 if arguments.quick else 8.0)
-    agent_runs(arguments.quick)
-    simulated_gpu(frames, duration)
-    if not SSD_ONNX.is_file():
-        print(f"\nvs plain, model-bound and overload skipped: {SSD_ONNX} is absent (ASSETS.md)")
+    if "transport" in chosen:
+        transport(frames, duration, rounds=rounds)
+    if "mixed" in chosen:
+        mixed_overload(frames, 4.0 if arguments.quick else 8.0)
+    if "agent" in chosen:
+        agent_runs(arguments.quick)
+    if "gpu-like" in chosen:
+        simulated_gpu(frames, duration)
+    needs_onnx = chosen & {"plain", "model-bound", "overload"}
+    if needs_onnx and not SSD_ONNX.is_file():
+        print(f"\n{', '.join(sorted(needs_onnx))} skipped: {SSD_ONNX} is absent (ASSETS.md)")
         return 0
-    versus_plain(frames, duration, rounds=1 if arguments.quick else 3)
-    capacity = model_bound(frames, duration, rounds=1 if arguments.quick else 3)
-    overload(frames, duration, capacity)
+    if "plain" in chosen:
+        versus_plain(frames, duration, rounds=rounds)
+    if chosen & {"model-bound", "overload"}:
+        capacity = model_bound(frames, duration, rounds=rounds)
+        if "overload" in chosen:
+            overload(frames, duration, capacity)
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from framewire.ingest.scheduling import CostModel, misses_deadline, plan_batch
+from framewire.ingest.scheduling import CostModel, batch_limit, misses_deadline, plan_batch
 
 
 def cpu_like() -> CostModel:
@@ -109,3 +109,19 @@ def test_with_nothing_learned_every_fresh_frame_is_sent() -> None:
     plan = plan_batch([0.0, 0.1, 0.2], CostModel(), budget=0.5, max_batch=2)
     assert plan.send == (0, 1)
     assert plan.skip == ()
+
+
+def test_where_batching_saves_little_frames_spread_over_free_slots() -> None:
+    assert batch_limit(4, free_slots=2, cost=cpu_like(), max_batch=8) == 2
+    assert batch_limit(5, free_slots=2, cost=cpu_like(), max_batch=8) == 3
+    assert batch_limit(4, free_slots=1, cost=cpu_like(), max_batch=8) == 4
+
+
+def test_where_batching_pays_frames_stay_together() -> None:
+    assert batch_limit(40, free_slots=2, cost=gpu_like(), max_batch=32) == 32
+    assert batch_limit(4, free_slots=4, cost=gpu_like(), max_batch=32) == 4
+
+
+def test_with_nothing_learned_the_limit_is_the_waiting_frames() -> None:
+    assert batch_limit(3, free_slots=2, cost=CostModel(), max_batch=8) == 3
+    assert batch_limit(0, free_slots=2, cost=CostModel(), max_batch=8) == 1

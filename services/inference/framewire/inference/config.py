@@ -120,7 +120,8 @@ class EngineConfig:
     concurrent_batches: int = option(
         2,
         "batches prepared or run at once, each with its own preallocated input buffer: "
-        "2 lets one batch decode while another runs on the model",
+        "2 lets one batch decode while another runs on the model, and on ONNX Runtime, "
+        "whose runs may overlap, keeps the cores busy between one run's operators",
     )
 
     def __post_init__(self) -> None:

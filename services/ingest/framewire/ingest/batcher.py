@@ -31,7 +31,7 @@ from framewire.common.protoutil import duration, seconds
 from framewire.common.serving import log_task_failure
 from framewire.ingest.config import IngestConfig
 from framewire.ingest.metrics import IngestMetrics
-from framewire.ingest.scheduling import CostModel, plan_batch
+from framewire.ingest.scheduling import CostModel, batch_limit, plan_batch
 from framewire.ingest.streams import PendingFrame, StreamSession, failed_result
 from framewire.ingest.targets import InferenceTarget, unavailable_everywhere
 from framewire.v1 import common_pb2, inference_service_pb2, ingest_service_pb2
@@ -156,11 +156,17 @@ class Batcher:
                 del self._line[session.key]
             else:
                 turns.append((session, session.slot))
+        cost = self._costs[target]
+        free_slots = sum(
+            max(0, candidate.capacity - candidate.in_flight)
+            for candidate in self._targets
+            if candidate.usable
+        )
         plan = plan_batch(
             [now - pending.received_at for _, pending in turns],
-            self._costs[target],
+            cost,
             budget=self._config.max_frame_age,
-            max_batch=self.max_batch,
+            max_batch=batch_limit(len(turns), free_slots, cost, self.max_batch),
         )
         for index in plan.skip:
             session = turns[index][0]

@@ -11,10 +11,14 @@ that knowledge before any model time is spent:
 - A batch grows only while its oldest frame still makes the budget at the
   larger size, so on a CPU batches stay small under load and on a GPU, where
   a larger batch costs little more, they grow to the limit.
+- Where batching saves little (a CPU), the frames waiting are spread over the
+  model slots that are free, so several small batches run at once and keep
+  every core busy, instead of one large batch leaving a slot idle.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -79,6 +83,26 @@ class CostModel:
         # A cost can only grow with the batch; noise must not make it look free.
         per_image = max(per_image, 0.0)
         return mean_cost - per_image * mean_size, per_image
+
+
+# Batching must save at least this share of the time per image to be worth
+# holding frames in one batch rather than spreading them over free slots.
+BATCHING_PAYS = 0.8
+
+
+def batch_limit(waiting: int, free_slots: int, cost: CostModel, max_batch: int) -> int:
+    """The largest batch worth sending now, with ``waiting`` frames and ``free_slots`` slots.
+
+    When a batch of all the waiting frames costs nearly as much per image as
+    one image alone, the frames are spread evenly over the free slots.
+    """
+    limit = max(1, min(max_batch, waiting))
+    if free_slots <= 1 or limit <= 1 or not cost.known:
+        return limit
+    per_image_batched = cost.expected(limit) / limit
+    if per_image_batched < BATCHING_PAYS * cost.expected(1):
+        return limit
+    return max(1, math.ceil(limit / free_slots))
 
 
 def misses_deadline(age: float, expected: float, budget: float) -> bool:
