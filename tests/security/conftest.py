@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import ssl
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 
 from framewire.common.auth import entry_line, new_token
+from framewire.common.protoutil import timestamp_from_ns
 from framewire.common.serving import ListenConfig, SecurityConfig
 from framewire.common.throwaway_ca import ThrowawayCA, serial_of_der
 from framewire.common.tls import ClientTls
@@ -145,6 +147,7 @@ def frame_request(seq: int) -> ingest_service_pb2.StreamFramesRequest:
     return ingest_service_pb2.StreamFramesRequest(
         frame=ingest_service_pb2.Frame(
             seq=seq,
+            capture_time=timestamp_from_ns(time.time_ns()),
             encoding=common_pb2.ENCODING_JPEG,
             width=64,
             height=48,

@@ -44,6 +44,17 @@ class IngestConfig:
     max_frame_pixels: int = option(
         MAX_FRAME_PIXELS, "largest width x height accepted, read from the JPEG header"
     )
+    max_frame_pixels_per_byte: int = option(
+        1000,
+        "a JPEG whose header declares more pixels per byte of data than this fails as "
+        "truncated or crafted (real JPEGs: at most about 256, quality 1 of a flat frame)",
+    )
+    max_capture_time_skew: float = option(
+        0.0,
+        "refuse frames whose capture time is further than this from the server's clock "
+        "(needs synchronized device clocks); 0 turns the check off",
+        parse=parse_duration,
+    )
     max_in_flight_cap: int = option(
         8, "the most unanswered frames a stream may ask for (StreamConfig.max_in_flight)"
     )
@@ -96,6 +107,7 @@ class IngestConfig:
             "batches_in_flight": self.batches_in_flight,
             "max_frame_bytes": self.max_frame_bytes,
             "max_frame_pixels": self.max_frame_pixels,
+            "max_frame_pixels_per_byte": self.max_frame_pixels_per_byte,
             "max_in_flight_cap": self.max_in_flight_cap,
             "default_max_in_flight": self.default_max_in_flight,
             "max_report_samples": self.max_report_samples,
@@ -111,8 +123,10 @@ class IngestConfig:
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive, not {value}")
-        if self.max_batch_delay < 0 or self.hint_interval < 0:
-            raise ValueError("max_batch_delay and hint_interval must not be negative")
+        if self.max_batch_delay < 0 or self.hint_interval < 0 or self.max_capture_time_skew < 0:
+            raise ValueError(
+                "max_batch_delay, hint_interval and max_capture_time_skew must not be negative"
+            )
         if self.default_max_in_flight > self.max_in_flight_cap:
             raise ValueError("default_max_in_flight must not exceed max_in_flight_cap")
 

@@ -315,8 +315,8 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
         check_frame(frame, session.last_seq, self._config)
         self._metrics.frames_received.inc()
         self._metrics.frame_bytes.inc(len(frame.data))
+        problem = check_image(frame, self._config)  # fills in a width or height of 0
         stream.hints.saw_frame(frame.width, frame.height, len(frame.data))
-        problem = check_image(frame, self._config)
         if problem is not None:
             session.reject(frame, problem)
         elif session.accept(frame, time.monotonic()):

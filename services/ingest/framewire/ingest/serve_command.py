@@ -42,7 +42,7 @@ class ServeConfig:
     """
 
     DERIVED: ClassVar[frozenset[str]] = frozenset(
-        {"max_batch", "concurrent_batches", "max_image_pixels"}
+        {"max_batch", "concurrent_batches", "max_image_pixels", "max_image_pixels_per_byte"}
     )
 
     engine: EngineConfig = EngineConfig()
@@ -57,6 +57,7 @@ class ServeConfig:
             max_batch=self.ingest.max_batch_size,
             concurrent_batches=self.ingest.batches_in_flight,
             max_image_pixels=self.ingest.max_frame_pixels,
+            max_image_pixels_per_byte=self.ingest.max_frame_pixels_per_byte,
         )
         object.__setattr__(self, "engine", engine)
 

@@ -98,13 +98,18 @@ type Image struct {
 
 	// How data is compressed. ENCODING_UNSPECIFIED is rejected.
 	Encoding Encoding `protobuf:"varint,1,opt,name=encoding,proto3,enum=framewire.v1.Encoding" json:"encoding,omitempty"`
-	// The compressed image bytes. Must not be empty.
+	// The compressed image bytes. Must not be empty. Refused with
+	// INVALID_ARGUMENT before decoding when not a JPEG, truncated, with more
+	// than 1024 markers before its first scan, or far fewer bytes than its
+	// declared size needs (more than 1000 pixels per byte by default).
 	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
 	// The width in pixels the sender believes the image has. When non-zero it
-	// must match the image header; zero means "not declared".
+	// must match the image header; zero means "not declared": it is read from
+	// the header (the same rule as Frame.width).
 	Width uint32 `protobuf:"varint,3,opt,name=width,proto3" json:"width,omitempty"`
 	// The height in pixels the sender believes the image has. When non-zero it
-	// must match the image header; zero means "not declared".
+	// must match the image header; zero means "not declared": it is read from
+	// the header (the same rule as Frame.height).
 	Height uint32 `protobuf:"varint,4,opt,name=height,proto3" json:"height,omitempty"`
 	// Detection settings for this image.
 	Options *DetectOptions `protobuf:"bytes,5,opt,name=options,proto3" json:"options,omitempty"`

@@ -194,15 +194,28 @@ type Frame struct {
 	// allowed, starting at 1 or more.
 	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
 	// When the frame was captured, on the agent's clock. Echoed in the result
-	// so the agent can measure end-to-end latency on one clock.
+	// so the agent can measure end-to-end latency on one clock. Required: a
+	// frame without it, with the empty Timestamp (1970-01-01T00:00:00Z), with
+	// nanos outside [0, 999999999], or before 1970 or after 9999, ends the
+	// stream with INVALID_ARGUMENT. The server never substitutes its own time.
+	// The clocks need not agree unless the server's operator sets a maximum
+	// skew (--max-capture-time-skew), which is off by default.
 	CaptureTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=capture_time,json=captureTime,proto3" json:"capture_time,omitempty"`
 	// How data is compressed. ENCODING_UNSPECIFIED is rejected.
 	Encoding Encoding `protobuf:"varint,3,opt,name=encoding,proto3,enum=framewire.v1.Encoding" json:"encoding,omitempty"`
-	// The width of the encoded image in pixels; must match its header.
+	// The width of the encoded image in pixels. Zero means "read it from the
+	// image header" (for clients without a JPEG header reader); otherwise it
+	// must match the header, or the frame fails with INVALID_ARGUMENT.
 	Width uint32 `protobuf:"varint,4,opt,name=width,proto3" json:"width,omitempty"`
-	// The height of the encoded image in pixels; must match its header.
+	// The height of the encoded image in pixels. Zero means "read it from the
+	// image header"; otherwise it must match the header, or the frame fails
+	// with INVALID_ARGUMENT.
 	Height uint32 `protobuf:"varint,5,opt,name=height,proto3" json:"height,omitempty"`
-	// The compressed image, at most ServerLimits.max_frame_bytes long.
+	// The compressed image, at most ServerLimits.max_frame_bytes long. A frame
+	// whose image is unusable fails alone with INVALID_ARGUMENT and the stream
+	// goes on: not a JPEG, truncated, more than 1024 markers before its first
+	// scan, or far fewer bytes than its declared size needs (more than 1000
+	// pixels per byte by default; real JPEGs stay under about 260).
 	Data []byte `protobuf:"bytes,6,opt,name=data,proto3" json:"data,omitempty"`
 	// True when the agent sent the whole picture (a periodic or forced full
 	// frame) even though it blacks out frames in between.

@@ -16,7 +16,12 @@ export interface Frame {
   'seq'?: (number | string | Long);
   /**
    * When the frame was captured, on the agent's clock. Echoed in the result
-   * so the agent can measure end-to-end latency on one clock.
+   * so the agent can measure end-to-end latency on one clock. Required: a
+   * frame without it, with the empty Timestamp (1970-01-01T00:00:00Z), with
+   * nanos outside [0, 999999999], or before 1970 or after 9999, ends the
+   * stream with INVALID_ARGUMENT. The server never substitutes its own time.
+   * The clocks need not agree unless the server's operator sets a maximum
+   * skew (--max-capture-time-skew), which is off by default.
    */
   'capture_time'?: (_google_protobuf_Timestamp | null);
   /**
@@ -24,15 +29,23 @@ export interface Frame {
    */
   'encoding'?: (_framewire_v1_Encoding);
   /**
-   * The width of the encoded image in pixels; must match its header.
+   * The width of the encoded image in pixels. Zero means "read it from the
+   * image header" (for clients without a JPEG header reader); otherwise it
+   * must match the header, or the frame fails with INVALID_ARGUMENT.
    */
   'width'?: (number);
   /**
-   * The height of the encoded image in pixels; must match its header.
+   * The height of the encoded image in pixels. Zero means "read it from the
+   * image header"; otherwise it must match the header, or the frame fails
+   * with INVALID_ARGUMENT.
    */
   'height'?: (number);
   /**
-   * The compressed image, at most ServerLimits.max_frame_bytes long.
+   * The compressed image, at most ServerLimits.max_frame_bytes long. A frame
+   * whose image is unusable fails alone with INVALID_ARGUMENT and the stream
+   * goes on: not a JPEG, truncated, more than 1024 markers before its first
+   * scan, or far fewer bytes than its declared size needs (more than 1000
+   * pixels per byte by default; real JPEGs stay under about 260).
    */
   'data'?: (Buffer | Uint8Array | string);
   /**
@@ -59,7 +72,12 @@ export interface Frame__Output {
   'seq': (string);
   /**
    * When the frame was captured, on the agent's clock. Echoed in the result
-   * so the agent can measure end-to-end latency on one clock.
+   * so the agent can measure end-to-end latency on one clock. Required: a
+   * frame without it, with the empty Timestamp (1970-01-01T00:00:00Z), with
+   * nanos outside [0, 999999999], or before 1970 or after 9999, ends the
+   * stream with INVALID_ARGUMENT. The server never substitutes its own time.
+   * The clocks need not agree unless the server's operator sets a maximum
+   * skew (--max-capture-time-skew), which is off by default.
    */
   'capture_time': (_google_protobuf_Timestamp__Output | null);
   /**
@@ -67,15 +85,23 @@ export interface Frame__Output {
    */
   'encoding': (_framewire_v1_Encoding__Output);
   /**
-   * The width of the encoded image in pixels; must match its header.
+   * The width of the encoded image in pixels. Zero means "read it from the
+   * image header" (for clients without a JPEG header reader); otherwise it
+   * must match the header, or the frame fails with INVALID_ARGUMENT.
    */
   'width': (number);
   /**
-   * The height of the encoded image in pixels; must match its header.
+   * The height of the encoded image in pixels. Zero means "read it from the
+   * image header"; otherwise it must match the header, or the frame fails
+   * with INVALID_ARGUMENT.
    */
   'height': (number);
   /**
-   * The compressed image, at most ServerLimits.max_frame_bytes long.
+   * The compressed image, at most ServerLimits.max_frame_bytes long. A frame
+   * whose image is unusable fails alone with INVALID_ARGUMENT and the stream
+   * goes on: not a JPEG, truncated, more than 1024 markers before its first
+   * scan, or far fewer bytes than its declared size needs (more than 1000
+   * pixels per byte by default; real JPEGs stay under about 260).
    */
   'data': (Buffer);
   /**
