@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import re
 import statistics
 import sys
@@ -578,10 +577,11 @@ async def agent_camera(
     return log
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def machine_ticks() -> tuple[int, int]:
+    """Busy and total CPU ticks of the whole machine so far (/proc/stat)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return sum(fields) - idle, sum(fields)
 
 
 @dataclass(frozen=True)
@@ -589,7 +589,7 @@ class CameraRun:
     served: float  # frames/s answered with detections
     p50: float
     p99: float
-    busy: float  # the server process's CPU use over the run, as a share of all cores
+    busy: float  # the machine's CPU busy share over the run (server and load together)
     per_stream: list[int]
 
     @property
@@ -603,27 +603,30 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def run_cameras(pid: int, cameras: Any, duration: float) -> tuple[list[Any], float, float]:
-    """Runs camera coroutines together; returns their latencies, elapsed time and CPU share."""
-    cpu_before, started = cpu_seconds(pid), time.monotonic()
+def run_cameras(cameras: Any) -> tuple[list[Any], float, float]:
+    """Runs camera coroutines together; returns what they saw, the time it took and the share
+    of the machine's CPU time that was busy meanwhile (server, load and all)."""
+    busy_before, total_before = machine_ticks()
+    started = time.monotonic()
 
     async def together() -> list[Any]:
         return list(await asyncio.gather(*cameras))
 
     outcomes = asyncio.run(together())
     elapsed = time.monotonic() - started
-    busy = (cpu_seconds(pid) - cpu_before) / (elapsed * (os.cpu_count() or 1))
+    busy_after, total_after = machine_ticks()
+    busy = (busy_after - busy_before) / max(1, total_after - total_before)
     return outcomes, elapsed, busy
 
 
 def framewire_cameras(
-    pid: int, port: int, frames: list[tuple[bytes, int, int]], *, count: int, fps: float,
+    port: int, frames: list[tuple[bytes, int, int]], *, count: int, fps: float,
     duration: float,
 ) -> CameraRun:  # fmt: skip
     cameras = [
         agent_camera(port, f"camera-{n}", frames, fps=fps, duration=duration) for n in range(count)
     ]
-    logs, elapsed, busy = run_cameras(pid, cameras, duration)
+    logs, elapsed, busy = run_cameras(cameras)
     latencies = [latency for log in logs for latency in log.latencies]
     assert all(log.sent == log.results + log.failed + log.skipped for log in logs), "books"
     return CameraRun(
@@ -636,13 +639,13 @@ def framewire_cameras(
 
 
 def plain_cameras(
-    pid: int, port: int, frames: list[tuple[bytes, int, int]], *, count: int, fps: float,
+    port: int, frames: list[tuple[bytes, int, int]], *, count: int, fps: float,
     duration: float,
 ) -> CameraRun:  # fmt: skip
     from bench.baselines import plain_camera
 
     cameras = [plain_camera(port, frames, fps=fps, duration=duration) for _ in range(count)]
-    outcomes, elapsed, busy = run_cameras(pid, cameras, duration)
+    outcomes, elapsed, busy = run_cameras(cameras)
     latencies = [latency for camera_latencies, _ in outcomes for latency in camera_latencies]
     return CameraRun(
         served=len(latencies) / elapsed,
@@ -664,18 +667,17 @@ def versus_plain(frames: list[tuple[bytes, int, int]], duration: float, rounds: 
         sys.executable, "-m", "bench.baselines", "plain", str(plain_port), str(SSD_ONNX),
     ]  # fmt: skip
     model = ("--model", str(SSD_ONNX), "--backend", "onnxruntime")
-    with serve(port, -1, *model) as ours, subprocess_server(plain_command, "serving") as plain:
-        ours_pid, plain_pid = ours.process.pid, plain.process.pid
-        framewire_cameras(ours_pid, port, frames, count=4, fps=15.0, duration=2.0)  # warm up both
-        plain_cameras(plain_pid, plain_port, frames, count=4, fps=15.0, duration=2.0)
+    with serve(port, -1, *model), subprocess_server(plain_command, "serving"):
+        framewire_cameras(port, frames, count=4, fps=15.0, duration=2.0)  # warm up both
+        plain_cameras(plain_port, frames, count=4, fps=15.0, duration=2.0)
         rows: list[tuple[str, CameraRun, CameraRun]] = []
         for round_ in range(rounds):  # interleaved, so drift hits both alike
             calm: dict[str, Any] = {"count": 1, "fps": 10.0, "duration": duration}
             busy: dict[str, Any] = {"count": 4, "fps": 15.0, "duration": duration}
-            calm_ours = framewire_cameras(ours_pid, port, frames, **calm)
-            calm_plain = plain_cameras(plain_pid, plain_port, frames, **calm)
-            busy_ours = framewire_cameras(ours_pid, port, frames, **busy)
-            busy_plain = plain_cameras(plain_pid, plain_port, frames, **busy)
+            calm_ours = framewire_cameras(port, frames, **calm)
+            calm_plain = plain_cameras(plain_port, frames, **calm)
+            busy_ours = framewire_cameras(port, frames, **busy)
+            busy_plain = plain_cameras(plain_port, frames, **busy)
             rows += [("unloaded", calm_ours, calm_plain), ("overload", busy_ours, busy_plain)]
             for label, mine, theirs in rows[-2:]:
                 print(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import threading
@@ -74,6 +75,8 @@ class ListenConfig:
         "log line format: text (one escaped line per record) or json (one object per line)",
         choices=LOG_FORMATS,
     )
+    # Set by `--workers`, not by a flag: several processes bind the same ports.
+    reuse_port: bool = dataclasses.field(default=False, metadata={"env": False})
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -219,7 +222,8 @@ class GrpcServer:
                     "device tokens are checked but TLS is off: tokens cross the network in "
                     "plaintext; give --tls-cert and --tls-key"
                 )
-        server = grpc.aio.server(options=server_options(transport), interceptors=interceptors)
+        options = server_options(transport, reuse_port=listen.reuse_port)
+        server = grpc.aio.server(options=options, interceptors=interceptors)
         register(server)
         health_servicer = AsyncHealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -233,7 +237,7 @@ class GrpcServer:
         if listen.health_port >= 0:
             # Nothing but the health servicer is registered here: no interceptor
             # is needed, because there is nothing else to reach.
-            health_server = grpc.aio.server(options=server_options(transport))
+            health_server = grpc.aio.server(options=options)
             health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
             try:
                 health_port = _bind(

@@ -82,8 +82,8 @@ def _keepalive(config: TransportConfig) -> list[tuple[str, int]]:
     ]
 
 
-def server_options(config: TransportConfig) -> list[tuple[str, int]]:
-    """Channel arguments for a gRPC server."""
+def server_options(config: TransportConfig, *, reuse_port: bool = False) -> list[tuple[str, int]]:
+    """Channel arguments for a gRPC server; ``reuse_port`` lets worker processes share a port."""
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
@@ -92,7 +92,8 @@ def server_options(config: TransportConfig) -> list[tuple[str, int]]:
         # the same keepalive_time, and a ping that arrives a little early must
         # not count as abuse.
         ("grpc.http2.min_ping_interval_without_data_ms", _ms(config.keepalive_time / 2)),
-        ("grpc.so_reuseport", 0),
+        # Off unless asked: a second server on a taken port must fail, not share it.
+        ("grpc.so_reuseport", int(reuse_port)),
     ]
     if config.max_connection_age > 0:
         options += [

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 
 from framewire.common import settings
 from framewire.common.exits import SERVER_EXIT_CODES, ExitCode
@@ -48,7 +49,22 @@ def run(args: argparse.Namespace) -> int:
     return run_event_loop(lambda: serve(config))
 
 
-async def serve(config: InferenceServerConfig) -> int:
+def serve_inference(
+    config: InferenceServerConfig, on_ready: Callable[[InferenceServer], None]
+) -> int:
+    """Serves ``config`` in this process until a signal; ``on_ready`` runs once it is SERVING.
+
+    What `framewire serve --workers` runs in its model process.
+    """
+    configure_logging(config.listen.log_level, config.listen.log_format)
+    return run_event_loop(lambda: serve(config, on_ready=on_ready))
+
+
+async def serve(
+    config: InferenceServerConfig,
+    *,
+    on_ready: Callable[[InferenceServer], None] = lambda server: None,
+) -> int:
     """Starts the server, loads the model, and serves until a signal arrives."""
     stop_signal = asyncio.ensure_future(wait_for_signal())
     try:
@@ -68,6 +84,8 @@ async def serve(config: InferenceServerConfig) -> int:
             _LOGGER.error("cannot load the model", exc_info=failure)
         await server.stop(0)
         return ExitCode.FAILURE
+    if ready.done():
+        on_ready(server)
     number = await stop_signal
     _LOGGER.info(
         "%s received: stopping (up to %.1f s for calls in flight)",

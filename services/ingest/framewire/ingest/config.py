@@ -208,6 +208,24 @@ class TargetsConfig:
         )
 
 
+MAX_WORKERS = 64
+
+
+@dataclass(frozen=True)
+class WorkersConfig:
+    """How many processes serve the port."""
+
+    workers: int = option(
+        1,
+        "ingest processes serving the gRPC port together (SO_REUSEPORT), one core each; "
+        "1 serves from this process",
+    )
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be within 1..{MAX_WORKERS}, not {self.workers}")
+
+
 @dataclass(frozen=True)
 class IngestServerConfig:
     """Everything `framewire ingest` takes."""
@@ -217,3 +235,4 @@ class IngestServerConfig:
     listen: ListenConfig = ListenConfig()
     transport: TransportConfig = TransportConfig()
     security: SecurityConfig = SecurityConfig()
+    workers: WorkersConfig = WorkersConfig()
