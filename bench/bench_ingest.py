@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import re
 import statistics
 import sys
@@ -77,6 +78,17 @@ class StreamLog:
     latencies: list[float] = field(default_factory=list)  # send to result, seconds
 
 
+# Streams acknowledge what they read this often, as agents do at the server's report interval.
+REPORT_EVERY = 0.5
+
+
+def acknowledgement(results: int) -> ingest_service_pb2.StreamFramesRequest:
+    """The AgentReport that says how many results a stream has read (framewire ends streams
+    that stop reading, see docs/limits.md)."""
+    report = ingest_service_pb2.AgentReport(results_received=results)
+    return ingest_service_pb2.StreamFramesRequest(report=report)
+
+
 def load_frames(count: int = 40) -> list[tuple[bytes, int, int]]:
     """vtest.avi frames at 640x480 as JPEG (from ../shared or the demo's cache)."""
     try:
@@ -113,7 +125,9 @@ async def one_stream(
     sent_at: dict[int, float] = {}
     room = asyncio.Event()
     room.set()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    # A connection of its own per stream, as separate devices have.
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
         call: Any = ingest_service_pb2_grpc.IngestServiceStub(channel).StreamFrames()  # type: ignore[call-arg]
         config = ingest_service_pb2.StreamConfig(stream_id=name, max_in_flight=window)
         await call.write(ingest_service_pb2.StreamFramesRequest(config=config))
@@ -123,7 +137,11 @@ async def one_stream(
         async def write() -> None:
             started = time.monotonic()
             seq = 0
+            reported = started
             while time.monotonic() - started < duration:
+                if time.monotonic() - reported >= REPORT_EVERY:
+                    reported = time.monotonic()
+                    await call.write(acknowledgement(log.results + log.failed))
                 if rate is not None:
                     due = started + (log.sent + log.dropped_locally) / rate
                     await asyncio.sleep(max(0.0, due - time.monotonic()))
@@ -502,6 +520,54 @@ def agent_runs(quick: bool) -> None:
     )
 
 
+def worker_scaling(frames: list[tuple[bytes, int, int]], duration: float, rounds: int) -> None:
+    print(
+        "\n== workers: framewire ingest --workers 1 and 2 in front of one `framewire inference"
+        " --backend null` (16 streams flat out, window 4, each on its own connection; the load"
+        " runs in this one process)"
+    )
+    load = {"streams": 16, "rate": None, "window": 4}
+    model_port, one_port, two_port = free_port(), free_port(), free_port()
+    model = framewire_command(
+        "inference", "--backend", "null", "--host", "127.0.0.1", "--port", str(model_port),
+        "--metrics-port", "-1",
+    )  # fmt: skip
+
+    def ingest(port: int, workers: int) -> AbstractContextManager[Process]:
+        command = framewire_command(
+            "ingest", "--inference", f"127.0.0.1:{model_port}", "--host", "127.0.0.1",
+            "--port", str(port), "--metrics-port", "-1", "--workers", str(workers),
+        )  # fmt: skip
+        return subprocess_server(command, "IngestService serving on")
+
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    with (
+        subprocess_server(model, "InferenceService serving on"),
+        ingest(one_port, 1),
+        ingest(two_port, 2),
+    ):
+        for port in (one_port, two_port):
+            deadline = time.monotonic() + 30
+            while health_status(port) != "SERVING" and time.monotonic() < deadline:
+                time.sleep(0.1)  # polls the server's health, which follows the model's
+            measure(port, frames, 1.0, **load)
+        for round_ in range(rounds):
+            one = measure(one_port, frames, duration, **load)
+            two = measure(two_port, frames, duration, **load)
+            rates[1].append(one.frames_per_second)
+            rates[2].append(two.frames_per_second)
+            print(
+                f"   round {round_ + 1}: 1 worker {one.frames_per_second:6.0f} frames/s | "
+                f"2 workers {two.frames_per_second:6.0f} frames/s | accounted "
+                f"{one.accounted and two.accounted}"
+            )
+    ratio = statistics.median(rates[2]) / statistics.median(rates[1])
+    print(
+        f"   2 workers / 1 worker: {ratio:.2f} on {os.cpu_count()} cores, which the load "
+        "generator and the model process share with the workers"
+    )
+
+
 # -- framewire against the plain loop ------------------------------------------------
 
 
@@ -526,7 +592,11 @@ async def agent_camera(
         async def write() -> None:
             seq = 0
             sent_capture = -1
+            reported = started
             while (now := time.monotonic()) - started < duration:
+                if now - reported >= REPORT_EVERY:
+                    reported = now
+                    await call.write(acknowledgement(log.results + log.failed))
                 newest = int((now - started) * fps)
                 if newest == sent_capture or len(in_flight) >= window.size:
                     changed.clear()
@@ -765,7 +835,16 @@ def simulated_gpu(frames: list[tuple[bytes, int, int]], duration: float) -> None
     )
 
 
-SECTIONS = ("transport", "mixed", "agent", "gpu-like", "plain", "model-bound", "overload")
+SECTIONS = (
+    "transport",
+    "workers",
+    "mixed",
+    "agent",
+    "gpu-like",
+    "plain",
+    "model-bound",
+    "overload",
+)
 
 
 def main(argv: list[str]) -> int:
@@ -789,6 +868,8 @@ def main(argv: list[str]) -> int:
     frames = load_frames()
     if "transport" in chosen:
         transport(frames, duration, rounds=rounds)
+    if "workers" in chosen:
+        worker_scaling(frames, duration, rounds=rounds)
     if "mixed" in chosen:
         mixed_overload(frames, 4.0 if arguments.quick else 8.0)
     if "agent" in chosen:

@@ -252,9 +252,10 @@ class AgentReport(_message.Message):
     """FrameResults the agent has read on this call so far: a running total,
     not a delta, because it acknowledges results of this call only. The
     server ends a stream with RESOURCE_EXHAUSTED when more than
-    ServerLimits.max_unread_results of its results go unacknowledged, so a
-    client that stops reading its answers stops using the model. Without
-    this field the server counts end_to_end_latencies as acknowledgements.
+    ServerLimits.max_unread_results of its results go unacknowledged for
+    longer than ServerLimits.max_unread_age, so a client that stops reading
+    its answers stops using the model. Without this field the server counts
+    end_to_end_latencies as acknowledgements.
     """
     @_builtins.property
     def end_to_end_latencies(self) -> _containers.RepeatedCompositeFieldContainer[_duration_pb2.Duration]:
@@ -338,6 +339,7 @@ class ServerLimits(_message.Message):
     REPORT_INTERVAL_FIELD_NUMBER: _builtins.int
     MAX_UNREAD_RESULTS_FIELD_NUMBER: _builtins.int
     MAX_REPORTS_PER_SECOND_FIELD_NUMBER: _builtins.int
+    MAX_UNREAD_AGE_FIELD_NUMBER: _builtins.int
     max_frame_bytes: _builtins.int
     """The largest Frame.data accepted, in bytes; larger ends the stream with
     RESOURCE_EXHAUSTED.
@@ -350,8 +352,8 @@ class ServerLimits(_message.Message):
     """The most latency samples one AgentReport may carry."""
     max_unread_results: _builtins.int
     """The most FrameResults that may go unacknowledged (see
-    AgentReport.results_received) before the stream ends with
-    RESOURCE_EXHAUSTED.
+    AgentReport.results_received). Past it, once the oldest of them has
+    waited max_unread_age, the stream ends with RESOURCE_EXHAUSTED.
     """
     max_reports_per_second: _builtins.float
     """The most AgentReports per second the server reads from one stream."""
@@ -365,6 +367,12 @@ class ServerLimits(_message.Message):
         max_reports_per_second are dropped unread.
         """
 
+    @_builtins.property
+    def max_unread_age(self) -> _duration_pb2.Duration:
+        """How long the oldest of more than max_unread_results unacknowledged
+        results may wait before the stream ends.
+        """
+
     def __init__(
         self,
         *,
@@ -376,10 +384,11 @@ class ServerLimits(_message.Message):
         report_interval: _duration_pb2.Duration | None = ...,
         max_unread_results: _builtins.int = ...,
         max_reports_per_second: _builtins.float = ...,
+        max_unread_age: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["max_frame_age", b"max_frame_age", "report_interval", b"report_interval"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["max_frame_age", b"max_frame_age", "max_unread_age", b"max_unread_age", "report_interval", b"report_interval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_frame_age", b"max_frame_age", "max_frame_bytes", b"max_frame_bytes", "max_frame_pixels", b"max_frame_pixels", "max_in_flight", b"max_in_flight", "max_report_samples", b"max_report_samples", "max_reports_per_second", b"max_reports_per_second", "max_unread_results", b"max_unread_results", "report_interval", b"report_interval"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_frame_age", b"max_frame_age", "max_frame_bytes", b"max_frame_bytes", "max_frame_pixels", b"max_frame_pixels", "max_in_flight", b"max_in_flight", "max_report_samples", b"max_report_samples", "max_reports_per_second", b"max_reports_per_second", "max_unread_age", b"max_unread_age", "max_unread_results", b"max_unread_results", "report_interval", b"report_interval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -69,8 +69,15 @@ class IngestConfig:
     )
     max_unread_results: int = option(
         600,
-        "FrameResults a stream may leave unacknowledged (AgentReport.results_received) before "
-        "it ends with RESOURCE_EXHAUSTED, so a client that stops reading stops using the model",
+        "FrameResults a stream may leave unacknowledged (AgentReport.results_received); past "
+        "it, once the oldest is --max-unread-age old, the stream ends (RESOURCE_EXHAUSTED), "
+        "so a client that stops reading stops using the model",
+    )
+    max_unread_age: float = option(
+        5.0,
+        "how long the oldest of more than --max-unread-results unacknowledged results may "
+        "wait before the stream ends",
+        parse=parse_duration,
     )
     report_rate: float = option(
         4.0,
@@ -115,6 +122,7 @@ class IngestConfig:
             "report_interval": self.report_interval,
             "report_rate": self.report_rate,
             "max_unread_results": self.max_unread_results,
+            "max_unread_age": self.max_unread_age,
             "max_capture_fps": self.max_capture_fps,
             "max_report_latency": self.max_report_latency,
             "config_timeout": self.config_timeout,

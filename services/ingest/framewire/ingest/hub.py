@@ -52,7 +52,7 @@ class _Stream:
             opened_at=time.monotonic(), tokens=float(report_limits.burst)
         )
         self.warned_about_reports = False
-        self.results_written = 0
+        self.unread = reports.UnreadResults()
         self.writable = asyncio.Event()  # something to write, or the session finished
         self.readable = asyncio.Event()  # room in the window to read another request
         self.reader: asyncio.Task[None] | None = None
@@ -302,7 +302,7 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
                 if kind == "hint":
                     self._metrics.flow_hints.inc()
                 elif kind == "result":
-                    stream.results_written += 1
+                    stream.unread.wrote(time.monotonic())
                     self._check_unread(stream)
                 continue
             if session.finished:
@@ -335,23 +335,29 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
             self._report_limits,
             now=now,
             received=session.received,
-            results=stream.results_written,
+            results=stream.unread.written,
         )
         if rejection is not None:
             self._reject_report(stream, rejection)
             return
+        stream.unread.acknowledge(stream.reports.acknowledged)
         self._metrics.count_report(report)
 
     def _check_unread(self, stream: _Stream) -> None:
-        """Ends a stream whose client leaves too many results unread (it must not use the model)."""
-        unread = reports.unread_results(stream.reports, stream.results_written)
-        limit = self._config.max_unread_results
-        if unread > limit:
+        """Ends a stream whose client stopped reading its results (it must not use the model)."""
+        config = self._config
+        unread = stream.unread
+        now = time.monotonic()
+        if reports.too_many_unread(
+            unread, now, limit=config.max_unread_results, max_age=config.max_unread_age
+        ):
             stream.session.fail(
                 errors.resource_exhausted(
-                    f"{unread} results were written to this stream and not acknowledged, over "
-                    f"the limit of {limit}: read the responses and send AgentReports with "
-                    "results_received (every ServerLimits.report_interval)"
+                    f"{unread.unread} results were written to this stream and not acknowledged, "
+                    f"the oldest {unread.oldest_age(now):.1f}s ago (limits: "
+                    f"{config.max_unread_results} results, {config.max_unread_age:g}s): read "
+                    "the responses and send AgentReports with results_received every "
+                    "ServerLimits.report_interval"
                 )
             )
 
@@ -392,6 +398,7 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
                 max_report_samples=config.max_report_samples,
                 report_interval=duration(config.report_interval),
                 max_unread_results=config.max_unread_results,
+                max_unread_age=duration(config.max_unread_age),
                 max_reports_per_second=config.report_rate,
             ),
         )

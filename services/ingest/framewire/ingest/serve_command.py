@@ -120,9 +120,7 @@ def model_worker_config(config: ServeConfig) -> InferenceServerConfig:
         metrics_port=0,
         health_port=-1,
     )
-    return InferenceServerConfig(
-        engine=config.engine, listen=listen, transport=config.transport
-    )
+    return InferenceServerConfig(engine=config.engine, listen=listen, transport=config.transport)
 
 
 def ingest_worker_config(

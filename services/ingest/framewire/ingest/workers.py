@@ -332,4 +332,3 @@ def _stop(workers: list[_Worker], grace: float) -> None:
             _LOGGER.error("%s did not stop within the grace period; killing it", worker.name)
             worker.process.kill()
             worker.process.join(10)
-

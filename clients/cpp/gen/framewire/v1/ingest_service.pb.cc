@@ -112,6 +112,7 @@ PROTOBUF_CONSTEXPR ServerLimits::ServerLimits(
     ::_pbi::ConstantInitialized): _impl_{
     /*decltype(_impl_.max_frame_age_)*/nullptr
   , /*decltype(_impl_.report_interval_)*/nullptr
+  , /*decltype(_impl_.max_unread_age_)*/nullptr
   , /*decltype(_impl_.max_frame_pixels_)*/uint64_t{0u}
   , /*decltype(_impl_.max_frame_bytes_)*/0u
   , /*decltype(_impl_.max_in_flight_)*/0u
@@ -315,6 +316,7 @@ const uint32_t TableStruct_framewire_2fv1_2fingest_5fservice_2eproto::offsets[] 
   PROTOBUF_FIELD_OFFSET(::framewire::v1::ServerLimits, _impl_.report_interval_),
   PROTOBUF_FIELD_OFFSET(::framewire::v1::ServerLimits, _impl_.max_unread_results_),
   PROTOBUF_FIELD_OFFSET(::framewire::v1::ServerLimits, _impl_.max_reports_per_second_),
+  PROTOBUF_FIELD_OFFSET(::framewire::v1::ServerLimits, _impl_.max_unread_age_),
   ~0u,  // no _has_bits_
   PROTOBUF_FIELD_OFFSET(::framewire::v1::StreamAccepted, _internal_metadata_),
   ~0u,  // no _extensions_
@@ -391,12 +393,12 @@ static const ::_pbi::MigrationSchema schemas[] PROTOBUF_SECTION_VARIABLE(protode
   { 40, 52, -1, sizeof(::framewire::v1::AgentReport)},
   { 58, -1, -1, sizeof(::framewire::v1::StreamFramesRequest)},
   { 68, -1, -1, sizeof(::framewire::v1::ServerLimits)},
-  { 82, -1, -1, sizeof(::framewire::v1::StreamAccepted)},
-  { 96, -1, -1, sizeof(::framewire::v1::SkippedFrame)},
-  { 104, -1, -1, sizeof(::framewire::v1::FrameResult)},
-  { 118, -1, -1, sizeof(::framewire::v1::SkipNotice)},
-  { 125, 135, -1, sizeof(::framewire::v1::FlowHint)},
-  { 139, -1, -1, sizeof(::framewire::v1::StreamFramesResponse)},
+  { 83, -1, -1, sizeof(::framewire::v1::StreamAccepted)},
+  { 97, -1, -1, sizeof(::framewire::v1::SkippedFrame)},
+  { 105, -1, -1, sizeof(::framewire::v1::FrameResult)},
+  { 119, -1, -1, sizeof(::framewire::v1::SkipNotice)},
+  { 126, 136, -1, sizeof(::framewire::v1::FlowHint)},
+  { 140, -1, -1, sizeof(::framewire::v1::StreamFramesResponse)},
 };
 
 static const ::_pb::Message* const file_default_instances[] = {
@@ -446,7 +448,7 @@ const char descriptor_table_protodef_framewire_2fv1_2fingest_5fservice_2eproto[]
   "(\0132\032.framewire.v1.StreamConfigH\000R\006config"
   "\022+\n\005frame\030\002 \001(\0132\023.framewire.v1.FrameH\000R\005"
   "frame\0223\n\006report\030\003 \001(\0132\031.framewire.v1.Age"
-  "ntReportH\000R\006reportB\006\n\004kind\"\230\003\n\014ServerLim"
+  "ntReportH\000R\006reportB\006\n\004kind\"\331\003\n\014ServerLim"
   "its\022&\n\017max_frame_bytes\030\001 \001(\rR\rmaxFrameBy"
   "tes\022(\n\020max_frame_pixels\030\002 \001(\004R\016maxFrameP"
   "ixels\022=\n\rmax_frame_age\030\003 \001(\0132\031.google.pr"
@@ -456,45 +458,46 @@ const char descriptor_table_protodef_framewire_2fv1_2fingest_5fservice_2eproto[]
   "_interval\030\006 \001(\0132\031.google.protobuf.Durati"
   "onR\016reportInterval\022,\n\022max_unread_results"
   "\030\007 \001(\rR\020maxUnreadResults\0223\n\026max_reports_"
-  "per_second\030\010 \001(\002R\023maxReportsPerSecond\"\253\002"
-  "\n\016StreamAccepted\022\033\n\tstream_id\030\001 \001(\tR\010str"
-  "eamId\022\031\n\010model_id\030\002 \001(\tR\007modelId\022\'\n\017scor"
-  "e_threshold\030\003 \001(\002R\016scoreThreshold\022!\n\014cla"
-  "ss_filter\030\004 \003(\tR\013classFilter\022\"\n\rmax_in_f"
-  "light\030\005 \001(\rR\013maxInFlight\0222\n\006limits\030\006 \001(\013"
-  "2\032.framewire.v1.ServerLimitsR\006limits\022%\n\016"
-  "server_version\030\007 \001(\tR\rserverVersion\022\026\n\006l"
-  "abels\030\010 \003(\tR\006labels\"R\n\014SkippedFrame\022\020\n\003s"
-  "eq\030\001 \001(\004R\003seq\0220\n\006reason\030\002 \001(\0162\030.framewir"
-  "e.v1.SkipReasonR\006reason\"\356\002\n\013FrameResult\022"
-  "\020\n\003seq\030\001 \001(\004R\003seq\022=\n\014capture_time\030\002 \001(\0132"
-  "\032.google.protobuf.TimestampR\013captureTime"
-  "\0227\n\ndetections\030\003 \003(\0132\027.framewire.v1.Dete"
-  "ctionR\ndetections\0224\n\007skipped\030\004 \003(\0132\032.fra"
-  "mewire.v1.SkippedFrameR\007skipped\0224\n\007timin"
-  "gs\030\005 \001(\0132\032.framewire.v1.StageTimingsR\007ti"
-  "mings\022\035\n\nbatch_size\030\006 \001(\rR\tbatchSize\022\031\n\010"
-  "model_id\030\007 \001(\tR\007modelId\022/\n\005error\030\010 \001(\0132\031"
-  ".framewire.v1.ErrorStatusR\005error\"B\n\nSkip"
-  "Notice\0224\n\007skipped\030\001 \003(\0132\032.framewire.v1.S"
-  "kippedFrameR\007skipped\"\263\001\n\010FlowHint\022\"\n\ntar"
-  "get_fps\030\001 \001(\002H\000R\ttargetFps\210\001\001\022&\n\014jpeg_qu"
-  "ality\030\002 \001(\rH\001R\013jpegQuality\210\001\001\022\031\n\005scale\030\003"
-  " \001(\002H\002R\005scale\210\001\001\022\026\n\006reason\030\004 \001(\tR\006reason"
-  "B\r\n\013_target_fpsB\017\n\r_jpeg_qualityB\010\n\006_sca"
-  "le\"\372\001\n\024StreamFramesResponse\022:\n\010accepted\030"
-  "\001 \001(\0132\034.framewire.v1.StreamAcceptedH\000R\010a"
-  "ccepted\0223\n\006result\030\002 \001(\0132\031.framewire.v1.F"
-  "rameResultH\000R\006result\022,\n\004hint\030\003 \001(\0132\026.fra"
-  "mewire.v1.FlowHintH\000R\004hint\022;\n\013skip_notic"
-  "e\030\004 \001(\0132\030.framewire.v1.SkipNoticeH\000R\nski"
-  "pNoticeB\006\n\004kind*z\n\nSkipReason\022\033\n\027SKIP_RE"
-  "ASON_UNSPECIFIED\020\000\022\032\n\026SKIP_REASON_SUPERS"
-  "EDED\020\001\022\025\n\021SKIP_REASON_STALE\020\002\022\034\n\030SKIP_RE"
-  "ASON_DISCONNECTED\020\0032j\n\rIngestService\022Y\n\014"
-  "StreamFrames\022!.framewire.v1.StreamFrames"
-  "Request\032\".framewire.v1.StreamFramesRespo"
-  "nse(\0010\001b\006proto3"
+  "per_second\030\010 \001(\002R\023maxReportsPerSecond\022\?\n"
+  "\016max_unread_age\030\t \001(\0132\031.google.protobuf."
+  "DurationR\014maxUnreadAge\"\253\002\n\016StreamAccepte"
+  "d\022\033\n\tstream_id\030\001 \001(\tR\010streamId\022\031\n\010model_"
+  "id\030\002 \001(\tR\007modelId\022\'\n\017score_threshold\030\003 \001"
+  "(\002R\016scoreThreshold\022!\n\014class_filter\030\004 \003(\t"
+  "R\013classFilter\022\"\n\rmax_in_flight\030\005 \001(\rR\013ma"
+  "xInFlight\0222\n\006limits\030\006 \001(\0132\032.framewire.v1"
+  ".ServerLimitsR\006limits\022%\n\016server_version\030"
+  "\007 \001(\tR\rserverVersion\022\026\n\006labels\030\010 \003(\tR\006la"
+  "bels\"R\n\014SkippedFrame\022\020\n\003seq\030\001 \001(\004R\003seq\0220"
+  "\n\006reason\030\002 \001(\0162\030.framewire.v1.SkipReason"
+  "R\006reason\"\356\002\n\013FrameResult\022\020\n\003seq\030\001 \001(\004R\003s"
+  "eq\022=\n\014capture_time\030\002 \001(\0132\032.google.protob"
+  "uf.TimestampR\013captureTime\0227\n\ndetections\030"
+  "\003 \003(\0132\027.framewire.v1.DetectionR\ndetectio"
+  "ns\0224\n\007skipped\030\004 \003(\0132\032.framewire.v1.Skipp"
+  "edFrameR\007skipped\0224\n\007timings\030\005 \001(\0132\032.fram"
+  "ewire.v1.StageTimingsR\007timings\022\035\n\nbatch_"
+  "size\030\006 \001(\rR\tbatchSize\022\031\n\010model_id\030\007 \001(\tR"
+  "\007modelId\022/\n\005error\030\010 \001(\0132\031.framewire.v1.E"
+  "rrorStatusR\005error\"B\n\nSkipNotice\0224\n\007skipp"
+  "ed\030\001 \003(\0132\032.framewire.v1.SkippedFrameR\007sk"
+  "ipped\"\263\001\n\010FlowHint\022\"\n\ntarget_fps\030\001 \001(\002H\000"
+  "R\ttargetFps\210\001\001\022&\n\014jpeg_quality\030\002 \001(\rH\001R\013"
+  "jpegQuality\210\001\001\022\031\n\005scale\030\003 \001(\002H\002R\005scale\210\001"
+  "\001\022\026\n\006reason\030\004 \001(\tR\006reasonB\r\n\013_target_fps"
+  "B\017\n\r_jpeg_qualityB\010\n\006_scale\"\372\001\n\024StreamFr"
+  "amesResponse\022:\n\010accepted\030\001 \001(\0132\034.framewi"
+  "re.v1.StreamAcceptedH\000R\010accepted\0223\n\006resu"
+  "lt\030\002 \001(\0132\031.framewire.v1.FrameResultH\000R\006r"
+  "esult\022,\n\004hint\030\003 \001(\0132\026.framewire.v1.FlowH"
+  "intH\000R\004hint\022;\n\013skip_notice\030\004 \001(\0132\030.frame"
+  "wire.v1.SkipNoticeH\000R\nskipNoticeB\006\n\004kind"
+  "*z\n\nSkipReason\022\033\n\027SKIP_REASON_UNSPECIFIE"
+  "D\020\000\022\032\n\026SKIP_REASON_SUPERSEDED\020\001\022\025\n\021SKIP_"
+  "REASON_STALE\020\002\022\034\n\030SKIP_REASON_DISCONNECT"
+  "ED\020\0032j\n\rIngestService\022Y\n\014StreamFrames\022!."
+  "framewire.v1.StreamFramesRequest\032\".frame"
+  "wire.v1.StreamFramesResponse(\0010\001b\006proto3"
   ;
 static const ::_pbi::DescriptorTable* const descriptor_table_framewire_2fv1_2fingest_5fservice_2eproto_deps[3] = {
   &::descriptor_table_framewire_2fv1_2fcommon_2eproto,
@@ -503,7 +506,7 @@ static const ::_pbi::DescriptorTable* const descriptor_table_framewire_2fv1_2fin
 };
 static ::_pbi::once_flag descriptor_table_framewire_2fv1_2fingest_5fservice_2eproto_once;
 const ::_pbi::DescriptorTable descriptor_table_framewire_2fv1_2fingest_5fservice_2eproto = {
-    false, false, 3175, descriptor_table_protodef_framewire_2fv1_2fingest_5fservice_2eproto,
+    false, false, 3240, descriptor_table_protodef_framewire_2fv1_2fingest_5fservice_2eproto,
     "framewire/v1/ingest_service.proto",
     &descriptor_table_framewire_2fv1_2fingest_5fservice_2eproto_once, descriptor_table_framewire_2fv1_2fingest_5fservice_2eproto_deps, 3, 12,
     schemas, file_default_instances, TableStruct_framewire_2fv1_2fingest_5fservice_2eproto::offsets,
@@ -2291,6 +2294,7 @@ class ServerLimits::_Internal {
  public:
   static const ::PROTOBUF_NAMESPACE_ID::Duration& max_frame_age(const ServerLimits* msg);
   static const ::PROTOBUF_NAMESPACE_ID::Duration& report_interval(const ServerLimits* msg);
+  static const ::PROTOBUF_NAMESPACE_ID::Duration& max_unread_age(const ServerLimits* msg);
 };
 
 const ::PROTOBUF_NAMESPACE_ID::Duration&
@@ -2300,6 +2304,10 @@ ServerLimits::_Internal::max_frame_age(const ServerLimits* msg) {
 const ::PROTOBUF_NAMESPACE_ID::Duration&
 ServerLimits::_Internal::report_interval(const ServerLimits* msg) {
   return *msg->_impl_.report_interval_;
+}
+const ::PROTOBUF_NAMESPACE_ID::Duration&
+ServerLimits::_Internal::max_unread_age(const ServerLimits* msg) {
+  return *msg->_impl_.max_unread_age_;
 }
 void ServerLimits::clear_max_frame_age() {
   if (GetArenaForAllocation() == nullptr && _impl_.max_frame_age_ != nullptr) {
@@ -2313,6 +2321,12 @@ void ServerLimits::clear_report_interval() {
   }
   _impl_.report_interval_ = nullptr;
 }
+void ServerLimits::clear_max_unread_age() {
+  if (GetArenaForAllocation() == nullptr && _impl_.max_unread_age_ != nullptr) {
+    delete _impl_.max_unread_age_;
+  }
+  _impl_.max_unread_age_ = nullptr;
+}
 ServerLimits::ServerLimits(::PROTOBUF_NAMESPACE_ID::Arena* arena,
                          bool is_message_owned)
   : ::PROTOBUF_NAMESPACE_ID::Message(arena, is_message_owned) {
@@ -2325,6 +2339,7 @@ ServerLimits::ServerLimits(const ServerLimits& from)
   new (&_impl_) Impl_{
       decltype(_impl_.max_frame_age_){nullptr}
     , decltype(_impl_.report_interval_){nullptr}
+    , decltype(_impl_.max_unread_age_){nullptr}
     , decltype(_impl_.max_frame_pixels_){}
     , decltype(_impl_.max_frame_bytes_){}
     , decltype(_impl_.max_in_flight_){}
@@ -2340,6 +2355,9 @@ ServerLimits::ServerLimits(const ServerLimits& from)
   if (from._internal_has_report_interval()) {
     _this->_impl_.report_interval_ = new ::PROTOBUF_NAMESPACE_ID::Duration(*from._impl_.report_interval_);
   }
+  if (from._internal_has_max_unread_age()) {
+    _this->_impl_.max_unread_age_ = new ::PROTOBUF_NAMESPACE_ID::Duration(*from._impl_.max_unread_age_);
+  }
   ::memcpy(&_impl_.max_frame_pixels_, &from._impl_.max_frame_pixels_,
     static_cast<size_t>(reinterpret_cast<char*>(&_impl_.max_reports_per_second_) -
     reinterpret_cast<char*>(&_impl_.max_frame_pixels_)) + sizeof(_impl_.max_reports_per_second_));
@@ -2353,6 +2371,7 @@ inline void ServerLimits::SharedCtor(
   new (&_impl_) Impl_{
       decltype(_impl_.max_frame_age_){nullptr}
     , decltype(_impl_.report_interval_){nullptr}
+    , decltype(_impl_.max_unread_age_){nullptr}
     , decltype(_impl_.max_frame_pixels_){uint64_t{0u}}
     , decltype(_impl_.max_frame_bytes_){0u}
     , decltype(_impl_.max_in_flight_){0u}
@@ -2376,6 +2395,7 @@ inline void ServerLimits::SharedDtor() {
   GOOGLE_DCHECK(GetArenaForAllocation() == nullptr);
   if (this != internal_default_instance()) delete _impl_.max_frame_age_;
   if (this != internal_default_instance()) delete _impl_.report_interval_;
+  if (this != internal_default_instance()) delete _impl_.max_unread_age_;
 }
 
 void ServerLimits::SetCachedSize(int size) const {
@@ -2396,6 +2416,10 @@ void ServerLimits::Clear() {
     delete _impl_.report_interval_;
   }
   _impl_.report_interval_ = nullptr;
+  if (GetArenaForAllocation() == nullptr && _impl_.max_unread_age_ != nullptr) {
+    delete _impl_.max_unread_age_;
+  }
+  _impl_.max_unread_age_ = nullptr;
   ::memset(&_impl_.max_frame_pixels_, 0, static_cast<size_t>(
       reinterpret_cast<char*>(&_impl_.max_reports_per_second_) -
       reinterpret_cast<char*>(&_impl_.max_frame_pixels_)) + sizeof(_impl_.max_reports_per_second_));
@@ -2469,6 +2493,14 @@ const char* ServerLimits::_InternalParse(const char* ptr, ::_pbi::ParseContext* 
         if (PROTOBUF_PREDICT_TRUE(static_cast<uint8_t>(tag) == 69)) {
           _impl_.max_reports_per_second_ = ::PROTOBUF_NAMESPACE_ID::internal::UnalignedLoad<float>(ptr);
           ptr += sizeof(float);
+        } else
+          goto handle_unusual;
+        continue;
+      // .google.protobuf.Duration max_unread_age = 9 [json_name = "maxUnreadAge"];
+      case 9:
+        if (PROTOBUF_PREDICT_TRUE(static_cast<uint8_t>(tag) == 74)) {
+          ptr = ctx->ParseMessage(_internal_mutable_max_unread_age(), ptr);
+          CHK_(ptr);
         } else
           goto handle_unusual;
         continue;
@@ -2555,6 +2587,13 @@ uint8_t* ServerLimits::_InternalSerialize(
     target = ::_pbi::WireFormatLite::WriteFloatToArray(8, this->_internal_max_reports_per_second(), target);
   }
 
+  // .google.protobuf.Duration max_unread_age = 9 [json_name = "maxUnreadAge"];
+  if (this->_internal_has_max_unread_age()) {
+    target = ::PROTOBUF_NAMESPACE_ID::internal::WireFormatLite::
+      InternalWriteMessage(9, _Internal::max_unread_age(this),
+        _Internal::max_unread_age(this).GetCachedSize(), target, stream);
+  }
+
   if (PROTOBUF_PREDICT_FALSE(_internal_metadata_.have_unknown_fields())) {
     target = ::_pbi::WireFormat::InternalSerializeUnknownFieldsToArray(
         _internal_metadata_.unknown_fields<::PROTOBUF_NAMESPACE_ID::UnknownFieldSet>(::PROTOBUF_NAMESPACE_ID::UnknownFieldSet::default_instance), target, stream);
@@ -2583,6 +2622,13 @@ size_t ServerLimits::ByteSizeLong() const {
     total_size += 1 +
       ::PROTOBUF_NAMESPACE_ID::internal::WireFormatLite::MessageSize(
         *_impl_.report_interval_);
+  }
+
+  // .google.protobuf.Duration max_unread_age = 9 [json_name = "maxUnreadAge"];
+  if (this->_internal_has_max_unread_age()) {
+    total_size += 1 +
+      ::PROTOBUF_NAMESPACE_ID::internal::WireFormatLite::MessageSize(
+        *_impl_.max_unread_age_);
   }
 
   // uint64 max_frame_pixels = 2 [json_name = "maxFramePixels"];
@@ -2644,6 +2690,10 @@ void ServerLimits::MergeImpl(::PROTOBUF_NAMESPACE_ID::Message& to_msg, const ::P
   if (from._internal_has_report_interval()) {
     _this->_internal_mutable_report_interval()->::PROTOBUF_NAMESPACE_ID::Duration::MergeFrom(
         from._internal_report_interval());
+  }
+  if (from._internal_has_max_unread_age()) {
+    _this->_internal_mutable_max_unread_age()->::PROTOBUF_NAMESPACE_ID::Duration::MergeFrom(
+        from._internal_max_unread_age());
   }
   if (from._internal_max_frame_pixels() != 0) {
     _this->_internal_set_max_frame_pixels(from._internal_max_frame_pixels());

@@ -1346,6 +1346,7 @@ class ServerLimits final :
   enum : int {
     kMaxFrameAgeFieldNumber = 3,
     kReportIntervalFieldNumber = 6,
+    kMaxUnreadAgeFieldNumber = 9,
     kMaxFramePixelsFieldNumber = 2,
     kMaxFrameBytesFieldNumber = 1,
     kMaxInFlightFieldNumber = 4,
@@ -1388,6 +1389,24 @@ class ServerLimits final :
   void unsafe_arena_set_allocated_report_interval(
       ::PROTOBUF_NAMESPACE_ID::Duration* report_interval);
   ::PROTOBUF_NAMESPACE_ID::Duration* unsafe_arena_release_report_interval();
+
+  // .google.protobuf.Duration max_unread_age = 9 [json_name = "maxUnreadAge"];
+  bool has_max_unread_age() const;
+  private:
+  bool _internal_has_max_unread_age() const;
+  public:
+  void clear_max_unread_age();
+  const ::PROTOBUF_NAMESPACE_ID::Duration& max_unread_age() const;
+  PROTOBUF_NODISCARD ::PROTOBUF_NAMESPACE_ID::Duration* release_max_unread_age();
+  ::PROTOBUF_NAMESPACE_ID::Duration* mutable_max_unread_age();
+  void set_allocated_max_unread_age(::PROTOBUF_NAMESPACE_ID::Duration* max_unread_age);
+  private:
+  const ::PROTOBUF_NAMESPACE_ID::Duration& _internal_max_unread_age() const;
+  ::PROTOBUF_NAMESPACE_ID::Duration* _internal_mutable_max_unread_age();
+  public:
+  void unsafe_arena_set_allocated_max_unread_age(
+      ::PROTOBUF_NAMESPACE_ID::Duration* max_unread_age);
+  ::PROTOBUF_NAMESPACE_ID::Duration* unsafe_arena_release_max_unread_age();
 
   // uint64 max_frame_pixels = 2 [json_name = "maxFramePixels"];
   void clear_max_frame_pixels();
@@ -1453,6 +1472,7 @@ class ServerLimits final :
   struct Impl_ {
     ::PROTOBUF_NAMESPACE_ID::Duration* max_frame_age_;
     ::PROTOBUF_NAMESPACE_ID::Duration* report_interval_;
+    ::PROTOBUF_NAMESPACE_ID::Duration* max_unread_age_;
     uint64_t max_frame_pixels_;
     uint32_t max_frame_bytes_;
     uint32_t max_in_flight_;
@@ -4073,6 +4093,91 @@ inline void ServerLimits::_internal_set_max_reports_per_second(float value) {
 inline void ServerLimits::set_max_reports_per_second(float value) {
   _internal_set_max_reports_per_second(value);
   // @@protoc_insertion_point(field_set:framewire.v1.ServerLimits.max_reports_per_second)
+}
+
+// .google.protobuf.Duration max_unread_age = 9 [json_name = "maxUnreadAge"];
+inline bool ServerLimits::_internal_has_max_unread_age() const {
+  return this != internal_default_instance() && _impl_.max_unread_age_ != nullptr;
+}
+inline bool ServerLimits::has_max_unread_age() const {
+  return _internal_has_max_unread_age();
+}
+inline const ::PROTOBUF_NAMESPACE_ID::Duration& ServerLimits::_internal_max_unread_age() const {
+  const ::PROTOBUF_NAMESPACE_ID::Duration* p = _impl_.max_unread_age_;
+  return p != nullptr ? *p : reinterpret_cast<const ::PROTOBUF_NAMESPACE_ID::Duration&>(
+      ::PROTOBUF_NAMESPACE_ID::_Duration_default_instance_);
+}
+inline const ::PROTOBUF_NAMESPACE_ID::Duration& ServerLimits::max_unread_age() const {
+  // @@protoc_insertion_point(field_get:framewire.v1.ServerLimits.max_unread_age)
+  return _internal_max_unread_age();
+}
+inline void ServerLimits::unsafe_arena_set_allocated_max_unread_age(
+    ::PROTOBUF_NAMESPACE_ID::Duration* max_unread_age) {
+  if (GetArenaForAllocation() == nullptr) {
+    delete reinterpret_cast<::PROTOBUF_NAMESPACE_ID::MessageLite*>(_impl_.max_unread_age_);
+  }
+  _impl_.max_unread_age_ = max_unread_age;
+  if (max_unread_age) {
+    
+  } else {
+    
+  }
+  // @@protoc_insertion_point(field_unsafe_arena_set_allocated:framewire.v1.ServerLimits.max_unread_age)
+}
+inline ::PROTOBUF_NAMESPACE_ID::Duration* ServerLimits::release_max_unread_age() {
+  
+  ::PROTOBUF_NAMESPACE_ID::Duration* temp = _impl_.max_unread_age_;
+  _impl_.max_unread_age_ = nullptr;
+#ifdef PROTOBUF_FORCE_COPY_IN_RELEASE
+  auto* old =  reinterpret_cast<::PROTOBUF_NAMESPACE_ID::MessageLite*>(temp);
+  temp = ::PROTOBUF_NAMESPACE_ID::internal::DuplicateIfNonNull(temp);
+  if (GetArenaForAllocation() == nullptr) { delete old; }
+#else  // PROTOBUF_FORCE_COPY_IN_RELEASE
+  if (GetArenaForAllocation() != nullptr) {
+    temp = ::PROTOBUF_NAMESPACE_ID::internal::DuplicateIfNonNull(temp);
+  }
+#endif  // !PROTOBUF_FORCE_COPY_IN_RELEASE
+  return temp;
+}
+inline ::PROTOBUF_NAMESPACE_ID::Duration* ServerLimits::unsafe_arena_release_max_unread_age() {
+  // @@protoc_insertion_point(field_release:framewire.v1.ServerLimits.max_unread_age)
+  
+  ::PROTOBUF_NAMESPACE_ID::Duration* temp = _impl_.max_unread_age_;
+  _impl_.max_unread_age_ = nullptr;
+  return temp;
+}
+inline ::PROTOBUF_NAMESPACE_ID::Duration* ServerLimits::_internal_mutable_max_unread_age() {
+  
+  if (_impl_.max_unread_age_ == nullptr) {
+    auto* p = CreateMaybeMessage<::PROTOBUF_NAMESPACE_ID::Duration>(GetArenaForAllocation());
+    _impl_.max_unread_age_ = p;
+  }
+  return _impl_.max_unread_age_;
+}
+inline ::PROTOBUF_NAMESPACE_ID::Duration* ServerLimits::mutable_max_unread_age() {
+  ::PROTOBUF_NAMESPACE_ID::Duration* _msg = _internal_mutable_max_unread_age();
+  // @@protoc_insertion_point(field_mutable:framewire.v1.ServerLimits.max_unread_age)
+  return _msg;
+}
+inline void ServerLimits::set_allocated_max_unread_age(::PROTOBUF_NAMESPACE_ID::Duration* max_unread_age) {
+  ::PROTOBUF_NAMESPACE_ID::Arena* message_arena = GetArenaForAllocation();
+  if (message_arena == nullptr) {
+    delete reinterpret_cast< ::PROTOBUF_NAMESPACE_ID::MessageLite*>(_impl_.max_unread_age_);
+  }
+  if (max_unread_age) {
+    ::PROTOBUF_NAMESPACE_ID::Arena* submessage_arena =
+        ::PROTOBUF_NAMESPACE_ID::Arena::InternalGetOwningArena(
+                reinterpret_cast<::PROTOBUF_NAMESPACE_ID::MessageLite*>(max_unread_age));
+    if (message_arena != submessage_arena) {
+      max_unread_age = ::PROTOBUF_NAMESPACE_ID::internal::GetOwnedMessage(
+          message_arena, max_unread_age, submessage_arena);
+    }
+    
+  } else {
+    
+  }
+  _impl_.max_unread_age_ = max_unread_age;
+  // @@protoc_insertion_point(field_set_allocated:framewire.v1.ServerLimits.max_unread_age)
 }
 
 // -------------------------------------------------------------------

@@ -36,9 +36,10 @@ export interface AgentReport {
    * FrameResults the agent has read on this call so far: a running total,
    * not a delta, because it acknowledges results of this call only. The
    * server ends a stream with RESOURCE_EXHAUSTED when more than
-   * ServerLimits.max_unread_results of its results go unacknowledged, so a
-   * client that stops reading its answers stops using the model. Without
-   * this field the server counts end_to_end_latencies as acknowledgements.
+   * ServerLimits.max_unread_results of its results go unacknowledged for
+   * longer than ServerLimits.max_unread_age, so a client that stops reading
+   * its answers stops using the model. Without this field the server counts
+   * end_to_end_latencies as acknowledgements.
    */
   'results_received'?: (number | string | Long);
   '_results_received'?: "results_received";
@@ -76,9 +77,10 @@ export interface AgentReport__Output {
    * FrameResults the agent has read on this call so far: a running total,
    * not a delta, because it acknowledges results of this call only. The
    * server ends a stream with RESOURCE_EXHAUSTED when more than
-   * ServerLimits.max_unread_results of its results go unacknowledged, so a
-   * client that stops reading its answers stops using the model. Without
-   * this field the server counts end_to_end_latencies as acknowledgements.
+   * ServerLimits.max_unread_results of its results go unacknowledged for
+   * longer than ServerLimits.max_unread_age, so a client that stops reading
+   * its answers stops using the model. Without this field the server counts
+   * end_to_end_latencies as acknowledgements.
    */
   'results_received'?: (string);
   '_results_received'?: "results_received";

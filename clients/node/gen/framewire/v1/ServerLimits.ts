@@ -35,14 +35,19 @@ export interface ServerLimits {
   'report_interval'?: (_google_protobuf_Duration | null);
   /**
    * The most FrameResults that may go unacknowledged (see
-   * AgentReport.results_received) before the stream ends with
-   * RESOURCE_EXHAUSTED.
+   * AgentReport.results_received). Past it, once the oldest of them has
+   * waited max_unread_age, the stream ends with RESOURCE_EXHAUSTED.
    */
   'max_unread_results'?: (number);
   /**
    * The most AgentReports per second the server reads from one stream.
    */
   'max_reports_per_second'?: (number | string);
+  /**
+   * How long the oldest of more than max_unread_results unacknowledged
+   * results may wait before the stream ends.
+   */
+  'max_unread_age'?: (_google_protobuf_Duration | null);
 }
 
 /**
@@ -77,12 +82,17 @@ export interface ServerLimits__Output {
   'report_interval': (_google_protobuf_Duration__Output | null);
   /**
    * The most FrameResults that may go unacknowledged (see
-   * AgentReport.results_received) before the stream ends with
-   * RESOURCE_EXHAUSTED.
+   * AgentReport.results_received). Past it, once the oldest of them has
+   * waited max_unread_age, the stream ends with RESOURCE_EXHAUSTED.
    */
   'max_unread_results': (number);
   /**
    * The most AgentReports per second the server reads from one stream.
    */
   'max_reports_per_second': (number);
+  /**
+   * How long the oldest of more than max_unread_results unacknowledged
+   * results may wait before the stream ends.
+   */
+  'max_unread_age': (_google_protobuf_Duration__Output | null);
 }
