@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from framewire.ingest.workers import merge_expositions
-from tests.harness import Process, framewire_command, health_status, metric_value, scrape
+from tests.harness import (
+    Process,
+    framewire_command,
+    health_status,
+    metric_value,
+    scrape,
+    wait_until,
+)
 from tests.streaming import Jpeg, SyncStream, config_request, frame_request
 
 pytestmark = pytest.mark.slow
@@ -64,7 +71,8 @@ def test_serve_with_two_workers_shares_the_port_counts_once_and_drains() -> None
             r"IngestService serving on [^ ]+:(\d+) \(metrics on port (\d+); 2 workers", 120
         )
         port, metrics_port = int(ready[1]), int(ready[2])
-        assert health_status(port) == "SERVING"
+        # Each worker serves once its model connection is up, a moment after it started.
+        wait_until(lambda: health_status(port) == "SERVING", 30, "the group SERVING")
         announced = re.findall(r"ingest worker ready on .* \(metrics on port (\d+)", process.text())
         worker_metrics = [int(port) for port in announced]
         assert len(worker_metrics) == 2

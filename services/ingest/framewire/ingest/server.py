@@ -42,6 +42,8 @@ class IngestServer:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # Run after everything else stopped (e.g. releasing an in-process model).
     on_stop: list[Callable[[], None]] = field(default_factory=list)
+    # Set while health says SERVING (some inference target usable, not draining).
+    serving: asyncio.Event = field(default_factory=asyncio.Event)
     _stopped: bool = False
 
     @property
@@ -119,6 +121,8 @@ async def start_ingest_server(
         changed.set()
         hub.batcher.wake()
 
+    serving_event = asyncio.Event()
+
     async def follow_targets() -> None:
         serving: bool | None = None
         while True:
@@ -126,6 +130,10 @@ async def start_ingest_server(
             if hub.serving != serving:
                 serving = hub.serving
                 await grpc_server.set_serving(serving)
+                if serving:
+                    serving_event.set()
+                else:
+                    serving_event.clear()
                 _LOGGER.info("ingest is %s", "SERVING" if serving else "NOT_SERVING")
             await changed.wait()
 
@@ -153,4 +161,5 @@ async def start_ingest_server(
         registry=registry,
         metrics_endpoint=endpoint,
         tasks=tasks,
+        serving=serving_event,
     )

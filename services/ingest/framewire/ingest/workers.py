@@ -32,6 +32,7 @@ What the group looks like from outside:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import ctypes.util
@@ -58,7 +59,7 @@ from prometheus_client.registry import Collector
 from framewire.common.exits import ExitCode
 from framewire.common.logs import configure_logging
 from framewire.common.metrics import serve_metrics
-from framewire.common.serving import ListenConfig
+from framewire.common.serving import ListenConfig, log_task_failure
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -161,7 +162,14 @@ def ingest_worker(config: Any, ready: Connection) -> None:
     from framewire.ingest.runner import serve_until_signal  # noqa: PLC0415
 
     def started(server: Any) -> None:
-        ready.send(server.metrics_port)
+        # Ready means serving: the group is announced only once every worker
+        # can take a stream (its inference target is up).
+        async def when_serving() -> None:
+            await server.serving.wait()
+            ready.send(server.metrics_port)
+
+        task = asyncio.get_running_loop().create_task(when_serving(), name="report ready")
+        task.add_done_callback(log_task_failure)
 
     raise SystemExit(
         serve_until_signal(
