@@ -296,13 +296,16 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
         while True:
             response = session.next_response()
             if response is not None:
+                kind = response.WhichOneof("kind")
+                if kind == "result":
+                    # Counted before the write: the client may read it and acknowledge
+                    # it in a report before context.write returns here.
+                    stream.unread.wrote(time.monotonic())
                 await context.write(response)
                 session.delivered_response(response)
-                kind = response.WhichOneof("kind")
                 if kind == "hint":
                     self._metrics.flow_hints.inc()
                 elif kind == "result":
-                    stream.unread.wrote(time.monotonic())
                     self._check_unread(stream)
                 continue
             if session.finished:
