@@ -10,7 +10,9 @@ from framewire.common.contract import DEFAULT_MAX_IN_FLIGHT, MAX_FRAME_PIXELS, M
 from framewire.common.serving import ListenConfig
 from framewire.common.settings import option, parse_duration
 from framewire.common.transport import MIB, TransportConfig
+from framewire.ingest.preview.config import PreviewConfig
 from framewire.ingest.reports import ReportLimits
+from framewire.ingest.tracking import TrackingConfig
 
 _TARGET = re.compile(r"^[A-Za-z0-9._:\-\[\]/]+$")
 
@@ -86,6 +88,8 @@ class IngestConfig:
         "how often a stream's load is reviewed for a FlowHint; 0 turns hints off",
         parse=parse_duration,
     )
+    tracking: TrackingConfig = TrackingConfig()
+    preview: PreviewConfig = PreviewConfig()
 
     def __post_init__(self) -> None:
         positive = {

@@ -276,8 +276,8 @@ class StreamTracker:
 
         # 4. New tracks from what is left. On a stream's first frame they are
         # confirmed at once (as ByteTrack does): there is nothing to confuse them with.
-        new = [det for det in rest_high if det not in used and scores[det] >= config.track_new_score]
-        for det in new:
+        unused = [det for det in rest_high if det not in used]
+        for det in (det for det in unused if scores[det] >= config.track_new_score):
             track_id = self._take_id() if first_frame else 0
             self._start(boxes[det], int(classes[det]), time, track_id)
             if first_frame:
@@ -443,6 +443,18 @@ class Tracking:
         for index in reversed(range(len(detections))):
             if detections[index].score < threshold:
                 del detections[index]
+
+
+def frame_time(frame: ingest_service_pb2.Frame, received_at: float) -> float:
+    """When a frame was taken, in seconds: its capture time, else when ingest received it.
+
+    Capture times are the agent's clock, so skipped frames (at the edge or
+    here) show as the real gap. A client that sends none is tracked on
+    arrival times, which include network jitter.
+    """
+    if frame.HasField("capture_time"):
+        return frame.capture_time.seconds + frame.capture_time.nanos / 1e9
+    return received_at
 
 
 def _observation(detection: common_pb2.Detection) -> Observation:
