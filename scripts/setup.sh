@@ -5,8 +5,9 @@
 #   FRAMEWIRE_EXTRAS which extras to install (default: dev)
 #
 # Needs only python3 (3.11 or newer) with venv and pip. System packages that some
-# tests use (Debian's prometheus) are installed when apt-get can be used without
-# a password; without them those tests skip and say why.
+# tests use (Debian's prometheus; chromium for the preview's browser test) are
+# installed when apt-get can be used without a password; without them those
+# tests skip and say why.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -54,7 +55,7 @@ apt_install() {
         "${missing[@]}" >/dev/null || echo "could not install ${missing[*]}; tests that need them will skip" >&2
 }
 if [ "$extras" = "dev" ]; then
-    apt_install prometheus
+    apt_install prometheus chromium
 fi
 
 export PATH="$venv/bin:$PATH"

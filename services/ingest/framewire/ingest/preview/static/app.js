@@ -93,10 +93,11 @@ async function draw(frame) {
       const label = `${detection.label}${detection.track_id !== null ? " #" + detection.track_id : ""} ${detection.score.toFixed(2)}`;
       const width = context.measureText(label).width + 6;
       const top = y > 20 ? y : y + 20;
+      const left = Math.max(0, Math.min(x - line / 2, canvas.width - width)); // stays in the frame
       context.fillStyle = fill;
-      context.fillRect(x - line / 2, top - 18, width, 18);
+      context.fillRect(left, top - 18, width, 18);
       context.fillStyle = "#000";
-      context.fillText(label, x + 3, top - 2);
+      context.fillText(label, left + 3, top - 2);
       drawn.push({ ...detection, colour: fill });
     }
     state.drawn = { key: frame.key, seq: frame.seq, width: canvas.width, height: canvas.height, detections: drawn };
