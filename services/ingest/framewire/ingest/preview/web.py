@@ -135,6 +135,11 @@ class PreviewServer:
             await self._serve(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             _LOGGER.debug("preview client went away")
+        except TimeoutError:
+            _LOGGER.info(
+                "preview viewer took no data for %gs; disconnected",
+                self.config.preview_stall_timeout,
+            )
         except Exception:
             _LOGGER.exception("preview request failed")
         finally:
@@ -241,7 +246,9 @@ class PreviewServer:
             while True:
                 newer = asyncio.create_task(slot.wait_newer(version))
                 done, _ = await asyncio.wait(
-                    {newer, gone}, timeout=config.preview_keepalive, return_when="FIRST_COMPLETED"
+                    {newer, gone},
+                    timeout=config.preview_keepalive,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 if newer not in done:
                     newer.cancel()
