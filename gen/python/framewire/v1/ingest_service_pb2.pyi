@@ -150,11 +150,22 @@ class Frame(_message.Message):
     encoding: _common_pb2.Encoding.ValueType
     """How data is compressed. ENCODING_UNSPECIFIED is rejected."""
     width: _builtins.int
-    """The width of the encoded image in pixels; must match its header."""
+    """The width of the encoded image in pixels. Zero means "read it from the
+    image header" (for clients without a JPEG header reader); otherwise it
+    must match the header, or the frame fails with INVALID_ARGUMENT.
+    """
     height: _builtins.int
-    """The height of the encoded image in pixels; must match its header."""
+    """The height of the encoded image in pixels. Zero means "read it from the
+    image header"; otherwise it must match the header, or the frame fails
+    with INVALID_ARGUMENT.
+    """
     data: _builtins.bytes
-    """The compressed image, at most ServerLimits.max_frame_bytes long."""
+    """The compressed image, at most ServerLimits.max_frame_bytes long. A frame
+    whose image is unusable fails alone with INVALID_ARGUMENT and the stream
+    goes on: not a JPEG, truncated, more than 1024 markers before its first
+    scan, or far fewer bytes than its declared size needs (more than 1000
+    pixels per byte by default; real JPEGs stay under about 260).
+    """
     keyframe: _builtins.bool
     """True when the agent sent the whole picture (a periodic or forced full
     frame) even though it blacks out frames in between.
@@ -162,7 +173,12 @@ class Frame(_message.Message):
     @_builtins.property
     def capture_time(self) -> _timestamp_pb2.Timestamp:
         """When the frame was captured, on the agent's clock. Echoed in the result
-        so the agent can measure end-to-end latency on one clock.
+        so the agent can measure end-to-end latency on one clock. Required: a
+        frame without it, with the empty Timestamp (1970-01-01T00:00:00Z), with
+        nanos outside [0, 999999999], or before 1970 or after 9999, ends the
+        stream with INVALID_ARGUMENT. The server never substitutes its own time.
+        The clocks need not agree unless the server's operator sets a maximum
+        skew (--max-capture-time-skew), which is off by default.
         """
 
     @_builtins.property

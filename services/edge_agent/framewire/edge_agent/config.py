@@ -12,6 +12,7 @@ from typing import Any
 
 from framewire.common.contract import DEFAULT_MAX_IN_FLIGHT, STREAM_ID_PATTERN, STREAM_ID_RULE
 from framewire.common.settings import option, parse_duration
+from framewire.common.tls import ClientSecurityConfig
 from framewire.common.transport import TransportConfig
 from framewire.edge_agent.compression import CompressionConfig
 
@@ -133,6 +134,7 @@ class AgentConfig:
     compression: CompressionConfig = CompressionConfig()
     output: OutputOptions = OutputOptions()
     transport: TransportConfig = TransportConfig()
+    security: ClientSecurityConfig = ClientSecurityConfig()
 
     def __post_init__(self) -> None:
         stream, capture = self.stream, self.capture

@@ -1,7 +1,8 @@
 """``framewire inference``: the batched model service on its own port.
 
 Exit status: 0 after a clean stop on SIGTERM or SIGINT, 1 when the server
-cannot start (port taken, model cannot be loaded), 2 for a bad setting.
+cannot start (port taken, TLS or token file unusable, model cannot be
+loaded), 2 for a bad setting.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ _LOGGER = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "Run InferenceService: batched object detection on JPEG images over gRPC, with "
-    "grpc.health.v1 (SERVING once the model is loaded and warmed up), reflection and "
-    "Prometheus metrics. Without --model it runs SSD MobileNet v2 COCO on OpenCV."
+    "grpc.health.v1 (SERVING once the model is loaded and warmed up), reflection with "
+    "--reflection, and Prometheus metrics. Without --model it runs SSD MobileNet v2 COCO on OpenCV."
 )
 EXIT_CODES = SERVER_EXIT_CODES
 
@@ -52,7 +53,7 @@ async def serve(config: InferenceServerConfig) -> int:
     stop_signal = asyncio.ensure_future(wait_for_signal())
     try:
         server = await InferenceServer.start(config)
-    except OSError as error:
+    except (OSError, ValueError) as error:
         stop_signal.cancel()
         _LOGGER.error("cannot start: %s", error)
         return ExitCode.FAILURE

@@ -252,7 +252,7 @@ class NullEngine(Engine):
     ) -> None:
         for index in options:
             try:
-                check_header(images[index], self.config.max_image_pixels)
+                check_header(images[index], self.config)
             except FramewireError as error:
                 errors[index] = error
 
@@ -317,7 +317,7 @@ class ModelEngine(Engine):
     ) -> _Prepared:
         """Checks, decodes and fits one image into ``batch[slot]`` (on the decode pool)."""
         started = time.perf_counter()
-        header = check_header(image, self.config.max_image_pixels)
+        header = check_header(image, self.config)
         pixels = decode_rgb(image.data)
         if pixels.shape[:2] != (header.height, header.width):
             raise invalid_argument(

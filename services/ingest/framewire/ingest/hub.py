@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 
 from framewire.common import __version__, errors
+from framewire.common.auth import StreamLease, TokenAuthenticator
 from framewire.common.errors import FramewireError
 from framewire.common.protoutil import duration
 from framewire.common.serving import log_task_failure
@@ -73,8 +74,10 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
         config: IngestConfig,
         targets: Sequence[InferenceTarget],
         metrics: IngestMetrics,
+        authenticator: TokenAuthenticator | None = None,
     ) -> None:
         self._config = config
+        self._authenticator = authenticator
         self._targets = list(targets)
         self._metrics = metrics
         self.batcher = Batcher(config, targets, metrics)
@@ -152,11 +155,14 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
     ) -> None:
         try:
             settings, model = await self._open(requests)
+            lease = self._authorize(context, settings.stream_id)
         except FramewireError as error:
             await self._abort(context, error)
             return
         session = StreamSession(next(self._keys), settings, on_outcome=self._metrics.count_outcome)
         stream = _Stream(session, self._report_limits)
+        if lease is not None:
+            lease.on_revoked = lambda error: self._revoke(stream, error)
         self._streams[session.key] = stream
         self._all_closed.clear()
         self.batcher.stream_opened(session)
@@ -184,6 +190,8 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
                     errors.unavailable("the server is shutting down; reconnect to another replica"),
                 )
         finally:
+            if lease is not None:
+                lease.close()
             if stream.reader is not None:
                 stream.reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -231,6 +239,26 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
                 f"the first message of a stream must be a StreamConfig, not {kind or 'empty'}"
             )
         return stream_settings(first.config, model, self._config), model
+
+    def _authorize(
+        self, context: grpc.aio.ServicerContext[Any, Any], stream_id: str
+    ) -> StreamLease | None:
+        """Counts the stream against its token: PERMISSION_DENIED or RESOURCE_EXHAUSTED if not.
+
+        The auth interceptor already refused calls without a valid token; this
+        finds which token it was, now that the stream id is known.
+        """
+        if self._authenticator is None:
+            return None
+        token = self._authenticator.authenticate(context.invocation_metadata())
+        return self._authenticator.open_stream(token, stream_id)
+
+    @staticmethod
+    def _revoke(stream: _Stream, error: FramewireError) -> None:
+        """Ends a stream whose token was revoked: stop reading, then abort with ``error``."""
+        if stream.reader is not None:
+            stream.reader.cancel()
+        stream.session.fail(error)
 
     async def _read(
         self, stream: _Stream, requests: AsyncIterator[ingest_service_pb2.StreamFramesRequest]
@@ -295,8 +323,8 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
         check_frame(frame, session.last_seq, self._config)
         self._metrics.frames_received.inc()
         self._metrics.frame_bytes.inc(len(frame.data))
+        problem = check_image(frame, self._config)  # fills in a width or height of 0
         stream.hints.saw_frame(frame.width, frame.height, len(frame.data))
-        problem = check_image(frame, self._config)
         if problem is not None:
             session.reject(frame, problem)
         elif session.accept(frame, time.monotonic()):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from framewire.common import settings
+from framewire.common.auth import TokenFile
 from framewire.common.exits import SERVER_EXIT_CODES, ExitCode
 from framewire.ingest.config import IngestServerConfig
 from framewire.ingest.runner import parse_config, serve_until_signal
@@ -28,15 +29,22 @@ def run(args: argparse.Namespace) -> int:
         return ExitCode.USAGE
 
     async def start() -> IngestServer:
+        tls = config.targets.client_tls()
+        token_path = config.targets.inference_token_file
+        token = TokenFile(token_path) if token_path is not None else None
         targets = [
             RemoteTarget(
                 address,
                 capacity=config.ingest.batches_in_flight,
                 transport=config.transport,
                 timeout=config.ingest.inference_timeout,
+                tls=tls,
+                token=token,
             )
             for address in config.targets.inference
         ]
-        return await start_ingest_server(config.ingest, config.listen, config.transport, targets)
+        return await start_ingest_server(
+            config.ingest, config.listen, config.transport, targets, security=config.security
+        )
 
     return serve_until_signal("ingest", config.listen, start)

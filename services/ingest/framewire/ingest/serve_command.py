@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from framewire.common import settings
 from framewire.common.exits import SERVER_EXIT_CODES, ExitCode
-from framewire.common.serving import ListenConfig
+from framewire.common.serving import ListenConfig, SecurityConfig
 from framewire.common.transport import TransportConfig
 from framewire.inference import Engine, EngineConfig
 from framewire.ingest.config import IngestConfig
@@ -42,13 +42,14 @@ class ServeConfig:
     """
 
     DERIVED: ClassVar[frozenset[str]] = frozenset(
-        {"max_batch", "concurrent_batches", "max_image_pixels"}
+        {"max_batch", "concurrent_batches", "max_image_pixels", "max_image_pixels_per_byte"}
     )
 
     engine: EngineConfig = EngineConfig()
     ingest: IngestConfig = IngestConfig()
     listen: ListenConfig = ListenConfig()
     transport: TransportConfig = TransportConfig()
+    security: SecurityConfig = SecurityConfig()
 
     def __post_init__(self) -> None:
         engine = dataclasses.replace(
@@ -56,6 +57,7 @@ class ServeConfig:
             max_batch=self.ingest.max_batch_size,
             concurrent_batches=self.ingest.batches_in_flight,
             max_image_pixels=self.ingest.max_frame_pixels,
+            max_image_pixels_per_byte=self.ingest.max_frame_pixels_per_byte,
         )
         object.__setattr__(self, "engine", engine)
 
@@ -67,7 +69,12 @@ async def start_serve(config: ServeConfig) -> IngestServer:
     target = LocalTarget(engine, capacity=config.ingest.batches_in_flight)
     try:
         server = await start_ingest_server(
-            config.ingest, config.listen, config.transport, [target], registry=registry
+            config.ingest,
+            config.listen,
+            config.transport,
+            [target],
+            registry=registry,
+            security=config.security,
         )
     except BaseException:
         await target.close()

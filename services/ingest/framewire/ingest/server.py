@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry
 
 from framewire.common.metrics import MetricsEndpoint, serve_metrics
-from framewire.common.serving import GrpcServer, ListenConfig, cancel_and_wait, log_task_failure
+from framewire.common.serving import (
+    GrpcServer,
+    ListenConfig,
+    SecurityConfig,
+    cancel_and_wait,
+    log_task_failure,
+)
 from framewire.common.transport import TransportConfig
 from framewire.ingest.config import IngestConfig
 from framewire.ingest.hub import Hub
@@ -86,11 +92,19 @@ async def start_ingest_server(
     transport: TransportConfig,
     targets: Sequence[InferenceTarget],
     registry: CollectorRegistry | None = None,
+    *,
+    security: SecurityConfig | None = None,
 ) -> IngestServer:
-    """Starts ingest in front of ``targets``; health follows whether any target serves."""
+    """Starts ingest in front of ``targets``; health follows whether any target serves.
+
+    Raises OSError when a port cannot be bound and ValueError when a TLS or
+    token file of ``security`` cannot be used.
+    """
     registry = registry if registry is not None else CollectorRegistry()
     metrics = IngestMetrics(registry)
-    hub = Hub(config, targets, metrics)
+    security = security if security is not None else SecurityConfig()
+    authenticator = security.authenticator()
+    hub = Hub(config, targets, metrics, authenticator=authenticator)
     metrics.follow(
         active_streams=lambda: hub.open_streams,
         open_calls=lambda: hub.open_calls,
@@ -105,6 +119,8 @@ async def start_ingest_server(
         register=lambda server: ingest_service_pb2_grpc.add_IngestServiceServicer_to_server(
             hub, server
         ),
+        security=security,
+        authenticator=authenticator,
     )
     changed = asyncio.Event()
 
