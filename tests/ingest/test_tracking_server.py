@@ -22,14 +22,6 @@ def parse(*flags: str) -> ServeConfig:
     return settings.from_namespace(ServeConfig, parser.parse_args(list(flags)), environ={})
 
 
-def test_the_preview_flags_refuse_a_public_address_without_the_opt_in() -> None:
-    with pytest.raises(ValueError, match="--preview-insecure"):
-        parse("--preview-port", "8080", "--preview-host", "0.0.0.0")
-    config = parse("--preview-port", "8080", "--preview-host", "0.0.0.0", "--preview-insecure")
-    assert config.ingest.preview.preview_insecure
-    assert parse().ingest.preview.preview_port == -1  # off unless asked
-
-
 def test_track_flag_tracks_every_stream() -> None:
     config = parse(
         "--track", "--port", "0", "--host", "127.0.0.1", "--metrics-port", "-1",

@@ -12,11 +12,11 @@ from framewire.ingest.streams import StreamSession, StreamSettings
 from framewire.v1 import ingest_service_pb2
 
 
-def session(key: int) -> StreamSession:
+def session(key: int, stream_id: str | None = None) -> StreamSession:
     return StreamSession(
         key,
         StreamSettings(
-            stream_id=f"cam-{key}",
+            stream_id=stream_id or f"cam-{key}",
             score_threshold=0.5,
             class_filter=(),
             max_in_flight=2,

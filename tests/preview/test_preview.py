@@ -260,11 +260,3 @@ def test_the_viewer_hears_when_its_stream_ends(serve: ServerThread[IngestServer]
     finally:
         viewer.close()
         stream.close()
-
-
-def test_only_loopback_without_an_explicit_opt_in() -> None:
-    with pytest.raises(ValueError, match="--preview-insecure"):
-        PreviewConfig(preview_port=0, preview_host="0.0.0.0")
-    assert PreviewConfig(preview_port=0, preview_host="0.0.0.0", preview_insecure=True)
-    assert PreviewConfig(preview_port=0, preview_host="::1")
-    assert PreviewConfig(preview_port=-1, preview_host="0.0.0.0")  # off: nothing listens

@@ -22,7 +22,12 @@ from framewire.common.transport import TransportConfig
 from framewire.ingest.config import IngestConfig
 from framewire.ingest.hub import Hub
 from framewire.ingest.metrics import IngestMetrics
-from framewire.ingest.preview import PreviewBoard, PreviewServer, start_preview
+from framewire.ingest.preview import (
+    PreviewBoard,
+    PreviewServer,
+    preview_access,
+    start_preview,
+)
 from framewire.ingest.targets import InferenceTarget
 from framewire.v1 import ingest_service_pb2, ingest_service_pb2_grpc
 
@@ -104,6 +109,10 @@ async def start_ingest_server(
     metrics = IngestMetrics(registry)
     security = security if security is not None else SecurityConfig()
     authenticator = security.authenticator()
+    # Before anything listens: a preview open to all is refused here.
+    access = (
+        preview_access(config.preview, security, authenticator) if config.preview.enabled else None
+    )
     hub = Hub(config, targets, metrics, authenticator=authenticator)
     metrics.follow(
         active_streams=lambda: hub.open_streams,
@@ -156,7 +165,7 @@ async def start_ingest_server(
         if config.preview.enabled:
             board = PreviewBoard(config.preview)
             hub.observe(board)
-            preview = await start_preview(config.preview, board)
+            preview = await start_preview(config.preview, board, access)
             sampler = asyncio.create_task(board.sample_forever(), name="preview figures")
             sampler.add_done_callback(log_task_failure)
             tasks.append(sampler)

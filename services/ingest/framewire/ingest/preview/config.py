@@ -31,13 +31,13 @@ class PreviewConfig:
     )
     preview_host: str = option(
         "127.0.0.1",
-        "address the preview listens on; anything but loopback needs --preview-insecure, "
-        "because the page shows camera images to whoever reaches it",
+        "address the preview listens on; anything but loopback requires the gRPC port's "
+        "tokens (--auth-tokens) or TLS (--tls-cert), or --preview-insecure",
     )
     preview_insecure: bool = option(
         False,
-        "allow --preview-host to be a non-loopback address although the preview has no "
-        "authentication or TLS yet (anyone who reaches the port sees the cameras)",
+        "allow a non-loopback --preview-host on a server without tokens or TLS (anyone who "
+        "reaches the port sees the cameras)",
     )
     preview_max_viewers: int = option(
         8, "frame streams the preview serves at once; more are answered 503"
@@ -85,17 +85,6 @@ class PreviewConfig:
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive, not {value}")
-        if (
-            self.preview_port >= 0
-            and not self.preview_insecure
-            and not is_loopback(self.preview_host)
-        ):
-            raise ValueError(
-                f"--preview-host {self.preview_host} would show camera images to anyone who "
-                "reaches it, and the preview has no authentication or TLS yet: keep it on "
-                "127.0.0.1 (reach it through an SSH tunnel or kubectl port-forward), or pass "
-                "--preview-insecure to accept that"
-            )
 
     @property
     def enabled(self) -> bool:

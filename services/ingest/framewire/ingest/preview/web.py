@@ -35,7 +35,10 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
+from framewire.common.auth import TokenEntry
+from framewire.common.errors import FramewireError
 from framewire.common.protoutil import seconds
+from framewire.ingest.preview.access import PreviewAccess
 from framewire.ingest.preview.board import PreviewBoard, Slot
 from framewire.ingest.preview.config import PreviewConfig, is_loopback
 from framewire.v1 import ingest_service_pb2
@@ -58,6 +61,7 @@ SECURITY_HEADERS = (
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
@@ -82,6 +86,7 @@ class PreviewServer:
 
     config: PreviewConfig
     board: PreviewBoard
+    access: PreviewAccess = field(default_factory=PreviewAccess)
     server: asyncio.Server | None = None
     _connections: dict[asyncio.Task[None], asyncio.StreamWriter] = field(default_factory=dict)
     _files: dict[str, bytes] = field(default_factory=dict)
@@ -98,7 +103,8 @@ class PreviewServer:
             host = "127.0.0.1"
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
-        return f"http://{host}:{self.port}/"
+        scheme = "https" if self.access.tls is not None else "http"
+        return f"{scheme}://{host}:{self.port}/"
 
     async def start(self) -> None:
         """Reads the page's files and starts listening (raises OSError when the port is taken)."""
@@ -108,6 +114,7 @@ class PreviewServer:
             self.config.preview_host,
             self.config.preview_port,
             limit=self.config.preview_max_request_bytes,
+            ssl=self.access.tls,
         )
 
     def write_buffers(self) -> list[int]:
@@ -159,17 +166,38 @@ class PreviewServer:
         except TimeoutError:
             return  # nothing sensible to answer a client that sends no request
         try:
-            path, query = self._parse(head)
-            if path == "/events":
-                await self._events(writer, reader, query)
+            path, query, headers = self._parse(head)
+            if path in STATIC_FILES:  # the page itself holds no data: no token needed
+                name, content_type = STATIC_FILES[path]
+                await _respond(writer, 200, self._files[name], content_type)
                 return
-            body, content_type = self._route(path)
+            entry = self._authenticate(headers, query)
+            if path == "/events":
+                await self._events(writer, reader, query, entry)
+                return
+            body, content_type = self._route(path, entry)
         except _Refused as refused:
-            await _respond(writer, refused.status, refused.message.encode() + b"\n", "text/plain")
+            extra = (("WWW-Authenticate", 'Bearer realm="framewire preview"'),)
+            await _respond(
+                writer,
+                refused.status,
+                refused.message.encode() + b"\n",
+                "text/plain",
+                extra if refused.status == 401 else (),
+            )
             return
         await _respond(writer, 200, body, content_type)
 
-    def _parse(self, head: bytes) -> tuple[str, dict[str, list[str]]]:
+    def _authenticate(
+        self, headers: dict[str, str], query: dict[str, list[str]]
+    ) -> TokenEntry | None:
+        token = query.get("token", [None])[-1]
+        try:
+            return self.access.authenticate(headers.get("authorization"), token)
+        except FramewireError as error:
+            raise _Refused(401, error.message) from None
+
+    def _parse(self, head: bytes) -> tuple[str, dict[str, list[str]], dict[str, str]]:
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
@@ -184,7 +212,7 @@ class PreviewServer:
                 headers[name.strip().lower()] = value.strip()
         self._check_host(headers.get("host", ""))
         url = urllib.parse.urlsplit(target)
-        return url.path, urllib.parse.parse_qs(url.query)
+        return url.path, urllib.parse.parse_qs(url.query), headers
 
     def _check_host(self, host: str) -> None:
         """On loopback, only loopback names: a DNS-rebinding page must not read the cameras."""
@@ -194,13 +222,14 @@ class PreviewServer:
         if not is_loopback(name):
             raise _Refused(403, f"Host {host!r} is not this machine's loopback address")
 
-    def _route(self, path: str) -> tuple[bytes, str]:
-        if path in STATIC_FILES:
-            name, content_type = STATIC_FILES[path]
-            return self._files[name], content_type
+    def _route(self, path: str, entry: TokenEntry | None) -> tuple[bytes, str]:
         if path == "/api/streams":
             body = {
-                "streams": self.board.streams(),
+                "streams": [
+                    stream
+                    for stream in self.board.streams()
+                    if entry is None or entry.covers(stream["stream_id"])
+                ],
                 "viewers": self.board.viewers,
                 "max_viewers": self.config.preview_max_viewers,
             }
@@ -214,11 +243,17 @@ class PreviewServer:
         writer: asyncio.StreamWriter,
         reader: asyncio.StreamReader,
         query: dict[str, list[str]],
+        entry: TokenEntry | None,
     ) -> None:
         try:
             key = int(query.get("stream", [""])[0])
         except ValueError:
             raise _Refused(400, "give the stream's key: /events?stream=KEY") from None
+        session = self.board.stream_key(key)
+        if session is None:
+            raise _Refused(404, f"no open stream with key {key}")
+        if entry is not None and not entry.covers(session.settings.stream_id):
+            raise _Refused(403, f"token {entry.name!r} may not see this stream")
         if self.board.viewers >= self.config.preview_max_viewers:
             raise _Refused(
                 503, f"the preview already serves {self.config.preview_max_viewers} viewers"
@@ -317,14 +352,20 @@ def _head(
 
 
 async def _respond(
-    writer: asyncio.StreamWriter, status: int, body: bytes, content_type: str
+    writer: asyncio.StreamWriter,
+    status: int,
+    body: bytes,
+    content_type: str,
+    extra: tuple[tuple[str, str], ...] = (),
 ) -> None:
-    writer.write(_head(status, content_type, len(body)) + body)
+    writer.write(_head(status, content_type, len(body), extra) + body)
     await writer.drain()
 
 
-async def start_preview(config: PreviewConfig, board: PreviewBoard) -> PreviewServer:
-    """Starts the preview on ``config.preview_host:preview_port``."""
-    preview = PreviewServer(config, board)
+async def start_preview(
+    config: PreviewConfig, board: PreviewBoard, access: PreviewAccess | None = None
+) -> PreviewServer:
+    """Starts the preview on ``config.preview_host:preview_port``, open to ``access``."""
+    preview = PreviewServer(config, board, access or PreviewAccess())
     await preview.start()
     return preview

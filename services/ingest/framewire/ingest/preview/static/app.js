@@ -7,6 +7,9 @@ const PALETTE = ["#ff2d55", "#00c7ff", "#ffd60a", "#30d158", "#bf5af2", "#ff9f0a
 const canvas = document.getElementById("frame");
 const context = canvas.getContext("2d");
 const rows = document.querySelector("#streams tbody");
+// A preview off loopback asks for the gRPC port's token: open it as /?token=TOKEN.
+const token = new URLSearchParams(location.search).get("token");
+const auth = token ? `token=${encodeURIComponent(token)}` : "";
 const state = { chosen: null, chosenId: null, events: null, drawn: null, framesDrawn: 0, paused: false, busy: false };
 
 function colour(detection) {
@@ -59,7 +62,7 @@ function choose(stream) {
   state.chosenId = stream.stream_id;
   document.getElementById("view-title").textContent = `Stream ${stream.stream_id}`;
   for (const row of rows.children) row.classList.toggle("chosen", Number(row.dataset.key) === stream.key);
-  const events = new EventSource(`events?stream=${stream.key}`);
+  const events = new EventSource(`events?stream=${stream.key}${auth ? "&" + auth : ""}`);
   events.addEventListener("frame", (event) => draw(JSON.parse(event.data)));
   events.addEventListener("closed", () => { events.close(); state.chosen = null; });
   state.events = events;
@@ -113,7 +116,7 @@ async function draw(frame) {
 
 async function poll() {
   try {
-    const response = await fetch("api/streams", { cache: "no-store" });
+    const response = await fetch(`api/streams${auth ? "?" + auth : ""}`, { cache: "no-store" });
     if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
     const list = await response.json();
     showStreams(list);
