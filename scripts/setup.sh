@@ -7,8 +7,9 @@
 #                    Node client's npm packages, for the interop tests of clients/
 #
 # Needs only python3 (3.11 or newer) with venv and pip. System packages that some
-# tests use (Debian's prometheus) are installed when apt-get can be used without
-# a password; without them those tests skip and say why.
+# tests use (Debian's prometheus; chromium for the preview's browser test) are
+# installed when apt-get can be used without a password; without them those
+# tests skip and say why.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -56,7 +57,7 @@ apt_install() {
         "${missing[@]}" >/dev/null || echo "could not install ${missing[*]}; tests that need them will skip" >&2
 }
 if [ "$extras" = "dev" ]; then
-    apt_install prometheus
+    apt_install prometheus chromium
 fi
 # The clients in other languages (docs/clients.md): Go in GOPATH mode and C++ on Debian's
 # gRPC, both with their code generators; openssl for the tests' certificates; Node from npm

@@ -76,6 +76,7 @@ class StreamConfig(_message.Message):
     CLASS_FILTER_FIELD_NUMBER: _builtins.int
     MAX_IN_FLIGHT_FIELD_NUMBER: _builtins.int
     CLIENT_VERSION_FIELD_NUMBER: _builtins.int
+    TRACK_FIELD_NUMBER: _builtins.int
     stream_id: _builtins.str
     """Identifies the device or camera, 1 to 128 characters from letters,
     digits and "._:-". It names the stream in logs; metrics never use it
@@ -97,6 +98,12 @@ class StreamConfig(_message.Message):
     """
     client_version: _builtins.str
     """The agent's name and version, for example "framewire-edge-agent/0.1.0"."""
+    track: _builtins.bool
+    """True asks the server to follow objects across this stream's frames and
+    set Detection.track_id: the same id for the same object in every result,
+    counted per stream. Ids survive skipped frames. A server started with
+    tracking on for every stream tracks this stream even when false.
+    """
     @_builtins.property
     def class_filter(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only detections with these labels are returned. Empty means all."""
@@ -110,10 +117,11 @@ class StreamConfig(_message.Message):
         class_filter: _abc.Iterable[_builtins.str] | None = ...,
         max_in_flight: _builtins.int = ...,
         client_version: _builtins.str = ...,
+        track: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "score_threshold", b"score_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "class_filter", b"class_filter", "client_version", b"client_version", "max_in_flight", b"max_in_flight", "model", b"model", "score_threshold", b"score_threshold", "stream_id", b"stream_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "class_filter", b"class_filter", "client_version", b"client_version", "max_in_flight", b"max_in_flight", "model", b"model", "score_threshold", b"score_threshold", "stream_id", b"stream_id", "track", b"track"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
     _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015

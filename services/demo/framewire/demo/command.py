@@ -45,6 +45,7 @@ from framewire.edge_agent import AgentConfig, AgentError, EdgeAgent, ResultEvent
 from framewire.edge_agent.config import with_options
 from framewire.inference import EngineConfig
 from framewire.ingest.config import IngestConfig
+from framewire.ingest.preview import PreviewConfig
 from framewire.ingest.serve_command import ServeConfig, start_serve
 from framewire.ingest.server import IngestServer
 
@@ -90,6 +91,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend", choices=("onnxruntime", "opencv"), help="model runtime (default: from model)"
     )
     parser.add_argument("--quiet", action="store_true", help="do not print each frame")
+    parser.add_argument(
+        "--preview-port", type=int, default=0,
+        help="port of the live preview page on 127.0.0.1 (default: 0, a free port; -1: off)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--track", action=argparse.BooleanOptionalAction, default=True,
+        help="track objects: each detection gets an id (default: on)",
+    )  # fmt: skip
     parser.add_argument(
         "--tls",
         action="store_true",
@@ -204,8 +213,10 @@ def run(args: argparse.Namespace) -> int:
                 "resize": args.resize,
                 "blackout": args.blackout,
                 "connect_timeout": AGENT_CONNECT_TIMEOUT,
+                "track": args.track,
             },
         )
+        preview = PreviewConfig(preview_port=args.preview_port)
     except ValueError as error:
         print(f"framewire demo: error: {error}", file=sys.stderr)
         return ExitCode.USAGE
@@ -235,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return ExitCode.FAILURE
-        return _run_loop(args, video, agent_config, security)
+        return _run_loop(args, video, agent_config, security, preview)
 
 
 def _throwaway_credentials(
@@ -263,13 +274,17 @@ def _throwaway_credentials(
 
 
 def _run_loop(
-    args: argparse.Namespace, video: Path, agent_config: AgentConfig, security: SecurityConfig
+    args: argparse.Namespace,
+    video: Path,
+    agent_config: AgentConfig,
+    security: SecurityConfig,
+    preview: PreviewConfig,
 ) -> int:
     """Starts the server, streams the video to it, prints the summary and the metrics."""
     engine = EngineConfig(model=args.model, backend=args.backend)
     config = ServeConfig(
         engine=engine,
-        ingest=IngestConfig(),
+        ingest=IngestConfig(preview=preview),
         listen=ListenConfig(host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0),
         transport=TransportConfig(),
         security=security,
@@ -290,6 +305,8 @@ def _run_loop(
         f"(ready in {time.monotonic() - started:.1f} s); metrics: "
         f"http://127.0.0.1:{server.metrics_port}/metrics"
     )
+    if server.preview_url:
+        print(f"preview: {server.preview_url} (live, while the demo runs)")
     print(f"agent: streaming {args.frames} frames at {args.resize[0]}x{args.resize[1]}\n")
     agent = EdgeAgent(agent_config, server=f"127.0.0.1:{server.port}", source=str(video))
     status: int = ExitCode.OK

@@ -51,6 +51,11 @@ class StreamOptions:
     follow_hints: bool = option(
         False, "follow the server's FlowHints (frame rate, scale, JPEG quality)"
     )
+    track: bool = option(
+        False,
+        "ask the server to track objects: each detection gets a track_id, the same for the "
+        "same object across frames (in --output jsonl, --on-detect and --on-enter)",
+    )
     connect_timeout: float = option(
         30.0,
         "give up when no connection could be made for this long (also after a lost one)",
@@ -101,6 +106,16 @@ class OutputOptions:
     )
     on_detect_classes: tuple[str, ...] = option(
         (), "labels that trigger --on-detect, comma-separated; empty: any"
+    )
+    on_enter: str | None = option(
+        None,
+        "shell command to run when an object is seen for the first time (a new track id, "
+        "e.g. a person entered); gets the result as JSON on stdin with the newcomers in "
+        "'entered'; needs track ids (--track, or a server tracking every stream)",
+        metavar="CMD",
+    )
+    on_enter_classes: tuple[str, ...] = option(
+        ("person",), "labels whose new tracks trigger --on-enter, comma-separated; empty: any"
     )
     record: Path | None = option(
         None,

@@ -345,6 +345,7 @@ class AgentStream:
             class_filter=stream.classes,
             max_in_flight=stream.max_in_flight,
             client_version=CLIENT_VERSION,
+            track=stream.track,
         )
         if stream.score_threshold is not None:
             config.score_threshold = stream.score_threshold

@@ -31,9 +31,11 @@ from framewire.common.protoutil import duration, seconds
 from framewire.common.serving import log_task_failure
 from framewire.ingest.config import IngestConfig
 from framewire.ingest.metrics import IngestMetrics
+from framewire.ingest.observer import StreamObserver
 from framewire.ingest.scheduling import CostModel, batch_limit, plan_batch
 from framewire.ingest.streams import PendingFrame, StreamSession, failed_result
 from framewire.ingest.targets import InferenceTarget, unavailable_everywhere
+from framewire.ingest.tracking import Tracking, frame_time
 from framewire.v1 import common_pb2, inference_service_pb2, ingest_service_pb2
 
 _LOGGER = logging.getLogger(__name__)
@@ -63,6 +65,8 @@ class Batcher:
         self._hurry = False  # drain: send what is waiting without delay
         # What a batch of each size costs at each target, learned from its answers.
         self._costs = {target: CostModel() for target in self._targets}
+        self.tracking = Tracking(config.tracking)
+        self.observer = StreamObserver()
 
     @property
     def max_batch(self) -> int:
@@ -84,13 +88,17 @@ class Batcher:
         """Makes the loop look again (a target changed, a stream closed)."""
         self._wake.set()
 
-    def stream_opened(self) -> None:
+    def stream_opened(self, session: StreamSession) -> None:
         self._open_streams += 1
+        if session.settings.track:
+            threshold = self.tracking.start(session.key, session.settings.score_threshold)
+            session.options.score_threshold = threshold
 
     def stream_closed(self, session: StreamSession) -> None:
         """Forgets a stream; its frames in flight are answered into the void."""
         self._open_streams -= 1
         self._line.pop(session.key, None)
+        self.tracking.stop(session.key)
         self._wake.set()
 
     def offer(self, session: StreamSession) -> None:
@@ -249,6 +257,10 @@ class Batcher:
             timings.total.CopyFrom(duration(total))
             if not result.HasField("error"):
                 self._observe(timings, queue, total)
+                self.tracking.apply(
+                    session.key, frame_time(pending.frame, pending.received_at), result
+                )
+                self.observer.frame_processed(session, pending.frame, result)
             session.complete(pending.seq, result)
 
     async def _detect(

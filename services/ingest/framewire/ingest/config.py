@@ -12,7 +12,9 @@ from framewire.common.serving import ListenConfig, SecurityConfig
 from framewire.common.settings import option, parse_duration
 from framewire.common.tls import ClientTls
 from framewire.common.transport import MIB, TransportConfig
+from framewire.ingest.preview.config import PreviewConfig
 from framewire.ingest.reports import ReportLimits
+from framewire.ingest.tracking import TrackingConfig
 
 _TARGET = re.compile(r"^[A-Za-z0-9._:\-\[\]/]+$")
 
@@ -106,6 +108,8 @@ class IngestConfig:
         "how often a stream's load is reviewed for a FlowHint; 0 turns hints off",
         parse=parse_duration,
     )
+    tracking: TrackingConfig = TrackingConfig()
+    preview: PreviewConfig = PreviewConfig()
 
     def __post_init__(self) -> None:
         positive = {

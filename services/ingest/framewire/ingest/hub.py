@@ -28,6 +28,7 @@ from framewire.ingest import hints, reports
 from framewire.ingest.batcher import Batcher
 from framewire.ingest.config import IngestConfig
 from framewire.ingest.metrics import IngestMetrics
+from framewire.ingest.observer import StreamObserver
 from framewire.ingest.streams import Outcome, StreamSession, StreamSettings
 from framewire.ingest.targets import InferenceTarget, ModelDescription
 from framewire.ingest.validation import (
@@ -88,6 +89,11 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
         self._all_closed = asyncio.Event()
         self._all_closed.set()
         self._model: ModelDescription | None = None
+        self.observer = StreamObserver()
+
+    def observe(self, observer: StreamObserver) -> None:
+        """Hands every stream's life to ``observer`` (the live preview)."""
+        self.observer = self.batcher.observer = observer
 
     @property
     def model(self) -> ModelDescription | None:
@@ -159,7 +165,8 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
             lease.on_revoked = lambda error: self._revoke(stream, error)
         self._streams[session.key] = stream
         self._all_closed.clear()
-        self.batcher.stream_opened()
+        self.batcher.stream_opened(session)
+        self.observer.stream_opened(session)
         _LOGGER.info(
             "stream %s opened (%s, max_in_flight %d)",
             settings.stream_id,
@@ -192,6 +199,7 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
             session.abandon()
             del self._streams[session.key]
             self.batcher.stream_closed(session)
+            self.observer.stream_closed(session)
             if not self._streams:
                 self._all_closed.set()
             _LOGGER.info(
@@ -345,6 +353,7 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
             return
         stream.unread.acknowledge(stream.reports.acknowledged)
         self._metrics.count_report(report)
+        self.observer.report_received(stream.session, report)
 
     def _check_unread(self, stream: _Stream) -> None:
         """Ends a stream whose client stopped reading its results (it must not use the model)."""

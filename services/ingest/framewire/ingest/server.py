@@ -22,6 +22,12 @@ from framewire.common.transport import TransportConfig
 from framewire.ingest.config import IngestConfig
 from framewire.ingest.hub import Hub
 from framewire.ingest.metrics import IngestMetrics
+from framewire.ingest.preview import (
+    PreviewBoard,
+    PreviewServer,
+    preview_access,
+    start_preview,
+)
 from framewire.ingest.targets import InferenceTarget
 from framewire.v1 import ingest_service_pb2, ingest_service_pb2_grpc
 
@@ -40,6 +46,7 @@ class IngestServer:
     registry: CollectorRegistry
     metrics_endpoint: MetricsEndpoint | None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    preview: PreviewServer | None = None
     # Run after everything else stopped (e.g. releasing an in-process model).
     on_stop: list[Callable[[], None]] = field(default_factory=list)
     # Set while health says SERVING (some inference target usable, not draining).
@@ -53,6 +60,11 @@ class IngestServer:
     @property
     def metrics_port(self) -> int | None:
         return self.metrics_endpoint.port if self.metrics_endpoint else None
+
+    @property
+    def preview_url(self) -> str | None:
+        """The live preview page, when it is on."""
+        return self.preview.url if self.preview else None
 
     async def stop(self, grace: float) -> None:
         """Drains streams within ``grace`` seconds, then releases everything.
@@ -75,6 +87,8 @@ class IngestServer:
             await target.close()
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.close()
+        if self.preview is not None:
+            await self.preview.close()
         for release in self.on_stop:
             release()
 
@@ -97,6 +111,10 @@ async def start_ingest_server(
     metrics = IngestMetrics(registry)
     security = security if security is not None else SecurityConfig()
     authenticator = security.authenticator()
+    # Before anything listens: a preview open to all is refused here.
+    access = (
+        preview_access(config.preview, security, authenticator) if config.preview.enabled else None
+    )
     hub = Hub(config, targets, metrics, authenticator=authenticator)
     metrics.follow(
         active_streams=lambda: hub.open_streams,
@@ -138,10 +156,12 @@ async def start_ingest_server(
             await changed.wait()
 
     endpoint = None
+    preview = None
+    tasks: list[asyncio.Task[None]] = []
     try:
         for target in targets:
             await target.start(on_target_change)
-        tasks = [
+        tasks += [
             asyncio.create_task(hub.batcher.run(), name="batcher"),
             asyncio.create_task(follow_targets(), name="follow targets"),
             asyncio.create_task(hub.review_load(), name="flow hints"),
@@ -150,9 +170,20 @@ async def start_ingest_server(
             task.add_done_callback(log_task_failure)
         if listen.metrics_port >= 0:
             endpoint = serve_metrics(registry, listen.metrics_host, listen.metrics_port)
+        if config.preview.enabled:
+            board = PreviewBoard(config.preview)
+            hub.observe(board)
+            preview = await start_preview(config.preview, board, access)
+            sampler = asyncio.create_task(board.sample_forever(), name="preview figures")
+            sampler.add_done_callback(log_task_failure)
+            tasks.append(sampler)
+            _LOGGER.info("live preview on %s", preview.url)
     except BaseException:
         with contextlib.suppress(Exception):
             await grpc_server.stop(0)
+        if endpoint is not None:
+            endpoint.close()
+        await cancel_and_wait(tasks)
         raise
     return IngestServer(
         grpc_server=grpc_server,
@@ -162,4 +193,5 @@ async def start_ingest_server(
         metrics_endpoint=endpoint,
         tasks=tasks,
         serving=serving_event,
+        preview=preview,
     )

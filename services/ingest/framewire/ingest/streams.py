@@ -62,6 +62,8 @@ class StreamSettings:
     class_filter: tuple[str, ...]
     max_in_flight: int
     client_version: str
+    # Track ids wanted (StreamConfig.track, or the server's --track).
+    track: bool = False
 
     def detect_options(self) -> inference_service_pb2.DetectOptions:
         """The per-image options sent to the model for this stream's frames."""

@@ -80,6 +80,7 @@ def stream_settings(
         class_filter=tuple(dict.fromkeys(config.class_filter)),
         max_in_flight=min(max_in_flight, limits.max_in_flight_cap),
         client_version=config.client_version,
+        track=config.track or limits.tracking.track,
     )
 
 

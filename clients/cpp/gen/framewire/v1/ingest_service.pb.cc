@@ -31,7 +31,8 @@ PROTOBUF_CONSTEXPR StreamConfig::StreamConfig(
   , /*decltype(_impl_.model_)*/{&::_pbi::fixed_address_empty_string, ::_pbi::ConstantInitialized{}}
   , /*decltype(_impl_.client_version_)*/{&::_pbi::fixed_address_empty_string, ::_pbi::ConstantInitialized{}}
   , /*decltype(_impl_.score_threshold_)*/0
-  , /*decltype(_impl_.max_in_flight_)*/0u} {}
+  , /*decltype(_impl_.max_in_flight_)*/0u
+  , /*decltype(_impl_.track_)*/false} {}
 struct StreamConfigDefaultTypeInternal {
   PROTOBUF_CONSTEXPR StreamConfigDefaultTypeInternal()
       : _instance(::_pbi::ConstantInitialized{}) {}
@@ -246,9 +247,11 @@ const uint32_t TableStruct_framewire_2fv1_2fingest_5fservice_2eproto::offsets[] 
   PROTOBUF_FIELD_OFFSET(::framewire::v1::StreamConfig, _impl_.class_filter_),
   PROTOBUF_FIELD_OFFSET(::framewire::v1::StreamConfig, _impl_.max_in_flight_),
   PROTOBUF_FIELD_OFFSET(::framewire::v1::StreamConfig, _impl_.client_version_),
+  PROTOBUF_FIELD_OFFSET(::framewire::v1::StreamConfig, _impl_.track_),
   ~0u,
   ~0u,
   0,
+  ~0u,
   ~0u,
   ~0u,
   ~0u,
@@ -387,18 +390,18 @@ const uint32_t TableStruct_framewire_2fv1_2fingest_5fservice_2eproto::offsets[] 
   PROTOBUF_FIELD_OFFSET(::framewire::v1::StreamFramesResponse, _impl_.kind_),
 };
 static const ::_pbi::MigrationSchema schemas[] PROTOBUF_SECTION_VARIABLE(protodesc_cold) = {
-  { 0, 12, -1, sizeof(::framewire::v1::StreamConfig)},
-  { 18, -1, -1, sizeof(::framewire::v1::Frame)},
-  { 32, -1, -1, sizeof(::framewire::v1::SkipCount)},
-  { 40, 52, -1, sizeof(::framewire::v1::AgentReport)},
-  { 58, -1, -1, sizeof(::framewire::v1::StreamFramesRequest)},
-  { 68, -1, -1, sizeof(::framewire::v1::ServerLimits)},
-  { 83, -1, -1, sizeof(::framewire::v1::StreamAccepted)},
-  { 97, -1, -1, sizeof(::framewire::v1::SkippedFrame)},
-  { 105, -1, -1, sizeof(::framewire::v1::FrameResult)},
-  { 119, -1, -1, sizeof(::framewire::v1::SkipNotice)},
-  { 126, 136, -1, sizeof(::framewire::v1::FlowHint)},
-  { 140, -1, -1, sizeof(::framewire::v1::StreamFramesResponse)},
+  { 0, 13, -1, sizeof(::framewire::v1::StreamConfig)},
+  { 20, -1, -1, sizeof(::framewire::v1::Frame)},
+  { 34, -1, -1, sizeof(::framewire::v1::SkipCount)},
+  { 42, 54, -1, sizeof(::framewire::v1::AgentReport)},
+  { 60, -1, -1, sizeof(::framewire::v1::StreamFramesRequest)},
+  { 70, -1, -1, sizeof(::framewire::v1::ServerLimits)},
+  { 85, -1, -1, sizeof(::framewire::v1::StreamAccepted)},
+  { 99, -1, -1, sizeof(::framewire::v1::SkippedFrame)},
+  { 107, -1, -1, sizeof(::framewire::v1::FrameResult)},
+  { 121, -1, -1, sizeof(::framewire::v1::SkipNotice)},
+  { 128, 138, -1, sizeof(::framewire::v1::FlowHint)},
+  { 142, -1, -1, sizeof(::framewire::v1::StreamFramesResponse)},
 };
 
 static const ::_pb::Message* const file_default_instances[] = {
@@ -420,84 +423,85 @@ const char descriptor_table_protodef_framewire_2fv1_2fingest_5fservice_2eproto[]
   "\n!framewire/v1/ingest_service.proto\022\014fra"
   "mewire.v1\032\031framewire/v1/common.proto\032\036go"
   "ogle/protobuf/duration.proto\032\037google/pro"
-  "tobuf/timestamp.proto\"\361\001\n\014StreamConfig\022\033"
+  "tobuf/timestamp.proto\"\207\002\n\014StreamConfig\022\033"
   "\n\tstream_id\030\001 \001(\tR\010streamId\022\024\n\005model\030\002 \001"
   "(\tR\005model\022,\n\017score_threshold\030\003 \001(\002H\000R\016sc"
   "oreThreshold\210\001\001\022!\n\014class_filter\030\004 \003(\tR\013c"
   "lassFilter\022\"\n\rmax_in_flight\030\005 \001(\rR\013maxIn"
   "Flight\022%\n\016client_version\030\006 \001(\tR\rclientVe"
-  "rsionB\022\n\020_score_threshold\"\250\002\n\005Frame\022\020\n\003s"
-  "eq\030\001 \001(\004R\003seq\022=\n\014capture_time\030\002 \001(\0132\032.go"
-  "ogle.protobuf.TimestampR\013captureTime\0222\n\010"
-  "encoding\030\003 \001(\0162\026.framewire.v1.EncodingR\010"
-  "encoding\022\024\n\005width\030\004 \001(\rR\005width\022\026\n\006height"
-  "\030\005 \001(\rR\006height\022\022\n\004data\030\006 \001(\014R\004data\022\032\n\010ke"
-  "yframe\030\007 \001(\010R\010keyframe\022<\n\014kept_regions\030\010"
-  " \003(\0132\031.framewire.v1.BoundingBoxR\013keptReg"
-  "ions\"S\n\tSkipCount\0220\n\006reason\030\001 \001(\0162\030.fram"
-  "ewire.v1.SkipReasonR\006reason\022\024\n\005count\030\002 \001"
-  "(\004R\005count\"\266\002\n\013AgentReport\022J\n\024end_to_end_"
-  "latencies\030\001 \003(\0132\031.google.protobuf.Durati"
-  "onR\021endToEndLatencies\022-\n\005skips\030\002 \003(\0132\027.f"
-  "ramewire.v1.SkipCountR\005skips\022\035\n\nbytes_se"
-  "nt\030\003 \001(\004R\tbytesSent\022\'\n\017frames_captured\030\004"
-  " \001(\004R\016framesCaptured\022\037\n\013frames_sent\030\005 \001("
-  "\004R\nframesSent\022.\n\020results_received\030\006 \001(\004H"
-  "\000R\017resultsReceived\210\001\001B\023\n\021_results_receiv"
-  "ed\"\265\001\n\023StreamFramesRequest\0224\n\006config\030\001 \001"
-  "(\0132\032.framewire.v1.StreamConfigH\000R\006config"
-  "\022+\n\005frame\030\002 \001(\0132\023.framewire.v1.FrameH\000R\005"
-  "frame\0223\n\006report\030\003 \001(\0132\031.framewire.v1.Age"
-  "ntReportH\000R\006reportB\006\n\004kind\"\331\003\n\014ServerLim"
-  "its\022&\n\017max_frame_bytes\030\001 \001(\rR\rmaxFrameBy"
-  "tes\022(\n\020max_frame_pixels\030\002 \001(\004R\016maxFrameP"
-  "ixels\022=\n\rmax_frame_age\030\003 \001(\0132\031.google.pr"
-  "otobuf.DurationR\013maxFrameAge\022\"\n\rmax_in_f"
-  "light\030\004 \001(\rR\013maxInFlight\022,\n\022max_report_s"
-  "amples\030\005 \001(\rR\020maxReportSamples\022B\n\017report"
-  "_interval\030\006 \001(\0132\031.google.protobuf.Durati"
-  "onR\016reportInterval\022,\n\022max_unread_results"
-  "\030\007 \001(\rR\020maxUnreadResults\0223\n\026max_reports_"
-  "per_second\030\010 \001(\002R\023maxReportsPerSecond\022\?\n"
-  "\016max_unread_age\030\t \001(\0132\031.google.protobuf."
-  "DurationR\014maxUnreadAge\"\253\002\n\016StreamAccepte"
-  "d\022\033\n\tstream_id\030\001 \001(\tR\010streamId\022\031\n\010model_"
-  "id\030\002 \001(\tR\007modelId\022\'\n\017score_threshold\030\003 \001"
-  "(\002R\016scoreThreshold\022!\n\014class_filter\030\004 \003(\t"
-  "R\013classFilter\022\"\n\rmax_in_flight\030\005 \001(\rR\013ma"
-  "xInFlight\0222\n\006limits\030\006 \001(\0132\032.framewire.v1"
-  ".ServerLimitsR\006limits\022%\n\016server_version\030"
-  "\007 \001(\tR\rserverVersion\022\026\n\006labels\030\010 \003(\tR\006la"
-  "bels\"R\n\014SkippedFrame\022\020\n\003seq\030\001 \001(\004R\003seq\0220"
-  "\n\006reason\030\002 \001(\0162\030.framewire.v1.SkipReason"
-  "R\006reason\"\356\002\n\013FrameResult\022\020\n\003seq\030\001 \001(\004R\003s"
-  "eq\022=\n\014capture_time\030\002 \001(\0132\032.google.protob"
-  "uf.TimestampR\013captureTime\0227\n\ndetections\030"
-  "\003 \003(\0132\027.framewire.v1.DetectionR\ndetectio"
-  "ns\0224\n\007skipped\030\004 \003(\0132\032.framewire.v1.Skipp"
-  "edFrameR\007skipped\0224\n\007timings\030\005 \001(\0132\032.fram"
-  "ewire.v1.StageTimingsR\007timings\022\035\n\nbatch_"
-  "size\030\006 \001(\rR\tbatchSize\022\031\n\010model_id\030\007 \001(\tR"
-  "\007modelId\022/\n\005error\030\010 \001(\0132\031.framewire.v1.E"
-  "rrorStatusR\005error\"B\n\nSkipNotice\0224\n\007skipp"
-  "ed\030\001 \003(\0132\032.framewire.v1.SkippedFrameR\007sk"
-  "ipped\"\263\001\n\010FlowHint\022\"\n\ntarget_fps\030\001 \001(\002H\000"
-  "R\ttargetFps\210\001\001\022&\n\014jpeg_quality\030\002 \001(\rH\001R\013"
-  "jpegQuality\210\001\001\022\031\n\005scale\030\003 \001(\002H\002R\005scale\210\001"
-  "\001\022\026\n\006reason\030\004 \001(\tR\006reasonB\r\n\013_target_fps"
-  "B\017\n\r_jpeg_qualityB\010\n\006_scale\"\372\001\n\024StreamFr"
-  "amesResponse\022:\n\010accepted\030\001 \001(\0132\034.framewi"
-  "re.v1.StreamAcceptedH\000R\010accepted\0223\n\006resu"
-  "lt\030\002 \001(\0132\031.framewire.v1.FrameResultH\000R\006r"
-  "esult\022,\n\004hint\030\003 \001(\0132\026.framewire.v1.FlowH"
-  "intH\000R\004hint\022;\n\013skip_notice\030\004 \001(\0132\030.frame"
-  "wire.v1.SkipNoticeH\000R\nskipNoticeB\006\n\004kind"
-  "*z\n\nSkipReason\022\033\n\027SKIP_REASON_UNSPECIFIE"
-  "D\020\000\022\032\n\026SKIP_REASON_SUPERSEDED\020\001\022\025\n\021SKIP_"
-  "REASON_STALE\020\002\022\034\n\030SKIP_REASON_DISCONNECT"
-  "ED\020\0032j\n\rIngestService\022Y\n\014StreamFrames\022!."
-  "framewire.v1.StreamFramesRequest\032\".frame"
-  "wire.v1.StreamFramesResponse(\0010\001b\006proto3"
+  "rsion\022\024\n\005track\030\007 \001(\010R\005trackB\022\n\020_score_th"
+  "reshold\"\250\002\n\005Frame\022\020\n\003seq\030\001 \001(\004R\003seq\022=\n\014c"
+  "apture_time\030\002 \001(\0132\032.google.protobuf.Time"
+  "stampR\013captureTime\0222\n\010encoding\030\003 \001(\0162\026.f"
+  "ramewire.v1.EncodingR\010encoding\022\024\n\005width\030"
+  "\004 \001(\rR\005width\022\026\n\006height\030\005 \001(\rR\006height\022\022\n\004"
+  "data\030\006 \001(\014R\004data\022\032\n\010keyframe\030\007 \001(\010R\010keyf"
+  "rame\022<\n\014kept_regions\030\010 \003(\0132\031.framewire.v"
+  "1.BoundingBoxR\013keptRegions\"S\n\tSkipCount\022"
+  "0\n\006reason\030\001 \001(\0162\030.framewire.v1.SkipReaso"
+  "nR\006reason\022\024\n\005count\030\002 \001(\004R\005count\"\266\002\n\013Agen"
+  "tReport\022J\n\024end_to_end_latencies\030\001 \003(\0132\031."
+  "google.protobuf.DurationR\021endToEndLatenc"
+  "ies\022-\n\005skips\030\002 \003(\0132\027.framewire.v1.SkipCo"
+  "untR\005skips\022\035\n\nbytes_sent\030\003 \001(\004R\tbytesSen"
+  "t\022\'\n\017frames_captured\030\004 \001(\004R\016framesCaptur"
+  "ed\022\037\n\013frames_sent\030\005 \001(\004R\nframesSent\022.\n\020r"
+  "esults_received\030\006 \001(\004H\000R\017resultsReceived"
+  "\210\001\001B\023\n\021_results_received\"\265\001\n\023StreamFrame"
+  "sRequest\0224\n\006config\030\001 \001(\0132\032.framewire.v1."
+  "StreamConfigH\000R\006config\022+\n\005frame\030\002 \001(\0132\023."
+  "framewire.v1.FrameH\000R\005frame\0223\n\006report\030\003 "
+  "\001(\0132\031.framewire.v1.AgentReportH\000R\006report"
+  "B\006\n\004kind\"\331\003\n\014ServerLimits\022&\n\017max_frame_b"
+  "ytes\030\001 \001(\rR\rmaxFrameBytes\022(\n\020max_frame_p"
+  "ixels\030\002 \001(\004R\016maxFramePixels\022=\n\rmax_frame"
+  "_age\030\003 \001(\0132\031.google.protobuf.DurationR\013m"
+  "axFrameAge\022\"\n\rmax_in_flight\030\004 \001(\rR\013maxIn"
+  "Flight\022,\n\022max_report_samples\030\005 \001(\rR\020maxR"
+  "eportSamples\022B\n\017report_interval\030\006 \001(\0132\031."
+  "google.protobuf.DurationR\016reportInterval"
+  "\022,\n\022max_unread_results\030\007 \001(\rR\020maxUnreadR"
+  "esults\0223\n\026max_reports_per_second\030\010 \001(\002R\023"
+  "maxReportsPerSecond\022\?\n\016max_unread_age\030\t "
+  "\001(\0132\031.google.protobuf.DurationR\014maxUnrea"
+  "dAge\"\253\002\n\016StreamAccepted\022\033\n\tstream_id\030\001 \001"
+  "(\tR\010streamId\022\031\n\010model_id\030\002 \001(\tR\007modelId\022"
+  "\'\n\017score_threshold\030\003 \001(\002R\016scoreThreshold"
+  "\022!\n\014class_filter\030\004 \003(\tR\013classFilter\022\"\n\rm"
+  "ax_in_flight\030\005 \001(\rR\013maxInFlight\0222\n\006limit"
+  "s\030\006 \001(\0132\032.framewire.v1.ServerLimitsR\006lim"
+  "its\022%\n\016server_version\030\007 \001(\tR\rserverVersi"
+  "on\022\026\n\006labels\030\010 \003(\tR\006labels\"R\n\014SkippedFra"
+  "me\022\020\n\003seq\030\001 \001(\004R\003seq\0220\n\006reason\030\002 \001(\0162\030.f"
+  "ramewire.v1.SkipReasonR\006reason\"\356\002\n\013Frame"
+  "Result\022\020\n\003seq\030\001 \001(\004R\003seq\022=\n\014capture_time"
+  "\030\002 \001(\0132\032.google.protobuf.TimestampR\013capt"
+  "ureTime\0227\n\ndetections\030\003 \003(\0132\027.framewire."
+  "v1.DetectionR\ndetections\0224\n\007skipped\030\004 \003("
+  "\0132\032.framewire.v1.SkippedFrameR\007skipped\0224"
+  "\n\007timings\030\005 \001(\0132\032.framewire.v1.StageTimi"
+  "ngsR\007timings\022\035\n\nbatch_size\030\006 \001(\rR\tbatchS"
+  "ize\022\031\n\010model_id\030\007 \001(\tR\007modelId\022/\n\005error\030"
+  "\010 \001(\0132\031.framewire.v1.ErrorStatusR\005error\""
+  "B\n\nSkipNotice\0224\n\007skipped\030\001 \003(\0132\032.framewi"
+  "re.v1.SkippedFrameR\007skipped\"\263\001\n\010FlowHint"
+  "\022\"\n\ntarget_fps\030\001 \001(\002H\000R\ttargetFps\210\001\001\022&\n\014"
+  "jpeg_quality\030\002 \001(\rH\001R\013jpegQuality\210\001\001\022\031\n\005"
+  "scale\030\003 \001(\002H\002R\005scale\210\001\001\022\026\n\006reason\030\004 \001(\tR"
+  "\006reasonB\r\n\013_target_fpsB\017\n\r_jpeg_qualityB"
+  "\010\n\006_scale\"\372\001\n\024StreamFramesResponse\022:\n\010ac"
+  "cepted\030\001 \001(\0132\034.framewire.v1.StreamAccept"
+  "edH\000R\010accepted\0223\n\006result\030\002 \001(\0132\031.framewi"
+  "re.v1.FrameResultH\000R\006result\022,\n\004hint\030\003 \001("
+  "\0132\026.framewire.v1.FlowHintH\000R\004hint\022;\n\013ski"
+  "p_notice\030\004 \001(\0132\030.framewire.v1.SkipNotice"
+  "H\000R\nskipNoticeB\006\n\004kind*z\n\nSkipReason\022\033\n\027"
+  "SKIP_REASON_UNSPECIFIED\020\000\022\032\n\026SKIP_REASON"
+  "_SUPERSEDED\020\001\022\025\n\021SKIP_REASON_STALE\020\002\022\034\n\030"
+  "SKIP_REASON_DISCONNECTED\020\0032j\n\rIngestServ"
+  "ice\022Y\n\014StreamFrames\022!.framewire.v1.Strea"
+  "mFramesRequest\032\".framewire.v1.StreamFram"
+  "esResponse(\0010\001b\006proto3"
   ;
 static const ::_pbi::DescriptorTable* const descriptor_table_framewire_2fv1_2fingest_5fservice_2eproto_deps[3] = {
   &::descriptor_table_framewire_2fv1_2fcommon_2eproto,
@@ -506,7 +510,7 @@ static const ::_pbi::DescriptorTable* const descriptor_table_framewire_2fv1_2fin
 };
 static ::_pbi::once_flag descriptor_table_framewire_2fv1_2fingest_5fservice_2eproto_once;
 const ::_pbi::DescriptorTable descriptor_table_framewire_2fv1_2fingest_5fservice_2eproto = {
-    false, false, 3240, descriptor_table_protodef_framewire_2fv1_2fingest_5fservice_2eproto,
+    false, false, 3262, descriptor_table_protodef_framewire_2fv1_2fingest_5fservice_2eproto,
     "framewire/v1/ingest_service.proto",
     &descriptor_table_framewire_2fv1_2fingest_5fservice_2eproto_once, descriptor_table_framewire_2fv1_2fingest_5fservice_2eproto_deps, 3, 12,
     schemas, file_default_instances, TableStruct_framewire_2fv1_2fingest_5fservice_2eproto::offsets,
@@ -565,7 +569,8 @@ StreamConfig::StreamConfig(const StreamConfig& from)
     , decltype(_impl_.model_){}
     , decltype(_impl_.client_version_){}
     , decltype(_impl_.score_threshold_){}
-    , decltype(_impl_.max_in_flight_){}};
+    , decltype(_impl_.max_in_flight_){}
+    , decltype(_impl_.track_){}};
 
   _internal_metadata_.MergeFrom<::PROTOBUF_NAMESPACE_ID::UnknownFieldSet>(from._internal_metadata_);
   _impl_.stream_id_.InitDefault();
@@ -593,8 +598,8 @@ StreamConfig::StreamConfig(const StreamConfig& from)
       _this->GetArenaForAllocation());
   }
   ::memcpy(&_impl_.score_threshold_, &from._impl_.score_threshold_,
-    static_cast<size_t>(reinterpret_cast<char*>(&_impl_.max_in_flight_) -
-    reinterpret_cast<char*>(&_impl_.score_threshold_)) + sizeof(_impl_.max_in_flight_));
+    static_cast<size_t>(reinterpret_cast<char*>(&_impl_.track_) -
+    reinterpret_cast<char*>(&_impl_.score_threshold_)) + sizeof(_impl_.track_));
   // @@protoc_insertion_point(copy_constructor:framewire.v1.StreamConfig)
 }
 
@@ -611,6 +616,7 @@ inline void StreamConfig::SharedCtor(
     , decltype(_impl_.client_version_){}
     , decltype(_impl_.score_threshold_){0}
     , decltype(_impl_.max_in_flight_){0u}
+    , decltype(_impl_.track_){false}
   };
   _impl_.stream_id_.InitDefault();
   #ifdef PROTOBUF_FORCE_COPY_DEFAULT_STRING
@@ -658,7 +664,9 @@ void StreamConfig::Clear() {
   _impl_.model_.ClearToEmpty();
   _impl_.client_version_.ClearToEmpty();
   _impl_.score_threshold_ = 0;
-  _impl_.max_in_flight_ = 0u;
+  ::memset(&_impl_.max_in_flight_, 0, static_cast<size_t>(
+      reinterpret_cast<char*>(&_impl_.track_) -
+      reinterpret_cast<char*>(&_impl_.max_in_flight_)) + sizeof(_impl_.track_));
   _impl_._has_bits_.Clear();
   _internal_metadata_.Clear<::PROTOBUF_NAMESPACE_ID::UnknownFieldSet>();
 }
@@ -729,6 +737,14 @@ const char* StreamConfig::_InternalParse(const char* ptr, ::_pbi::ParseContext* 
           ptr = ::_pbi::InlineGreedyStringParser(str, ptr, ctx);
           CHK_(ptr);
           CHK_(::_pbi::VerifyUTF8(str, "framewire.v1.StreamConfig.client_version"));
+        } else
+          goto handle_unusual;
+        continue;
+      // bool track = 7 [json_name = "track"];
+      case 7:
+        if (PROTOBUF_PREDICT_TRUE(static_cast<uint8_t>(tag) == 56)) {
+          _impl_.track_ = ::PROTOBUF_NAMESPACE_ID::internal::ReadVarint64(&ptr);
+          CHK_(ptr);
         } else
           goto handle_unusual;
         continue;
@@ -814,6 +830,12 @@ uint8_t* StreamConfig::_InternalSerialize(
         6, this->_internal_client_version(), target);
   }
 
+  // bool track = 7 [json_name = "track"];
+  if (this->_internal_track() != 0) {
+    target = stream->EnsureSpace(target);
+    target = ::_pbi::WireFormatLite::WriteBoolToArray(7, this->_internal_track(), target);
+  }
+
   if (PROTOBUF_PREDICT_FALSE(_internal_metadata_.have_unknown_fields())) {
     target = ::_pbi::WireFormat::InternalSerializeUnknownFieldsToArray(
         _internal_metadata_.unknown_fields<::PROTOBUF_NAMESPACE_ID::UnknownFieldSet>(::PROTOBUF_NAMESPACE_ID::UnknownFieldSet::default_instance), target, stream);
@@ -870,6 +892,11 @@ size_t StreamConfig::ByteSizeLong() const {
     total_size += ::_pbi::WireFormatLite::UInt32SizePlusOne(this->_internal_max_in_flight());
   }
 
+  // bool track = 7 [json_name = "track"];
+  if (this->_internal_track() != 0) {
+    total_size += 1 + 1;
+  }
+
   return MaybeComputeUnknownFieldsSize(total_size, &_impl_._cached_size_);
 }
 
@@ -903,6 +930,9 @@ void StreamConfig::MergeImpl(::PROTOBUF_NAMESPACE_ID::Message& to_msg, const ::P
   }
   if (from._internal_max_in_flight() != 0) {
     _this->_internal_set_max_in_flight(from._internal_max_in_flight());
+  }
+  if (from._internal_track() != 0) {
+    _this->_internal_set_track(from._internal_track());
   }
   _this->_internal_metadata_.MergeFrom<::PROTOBUF_NAMESPACE_ID::UnknownFieldSet>(from._internal_metadata_);
 }
@@ -938,8 +968,8 @@ void StreamConfig::InternalSwap(StreamConfig* other) {
       &other->_impl_.client_version_, rhs_arena
   );
   ::PROTOBUF_NAMESPACE_ID::internal::memswap<
-      PROTOBUF_FIELD_OFFSET(StreamConfig, _impl_.max_in_flight_)
-      + sizeof(StreamConfig::_impl_.max_in_flight_)
+      PROTOBUF_FIELD_OFFSET(StreamConfig, _impl_.track_)
+      + sizeof(StreamConfig::_impl_.track_)
       - PROTOBUF_FIELD_OFFSET(StreamConfig, _impl_.score_threshold_)>(
           reinterpret_cast<char*>(&_impl_.score_threshold_),
           reinterpret_cast<char*>(&other->_impl_.score_threshold_));

@@ -261,6 +261,7 @@ class StreamConfig final :
     kClientVersionFieldNumber = 6,
     kScoreThresholdFieldNumber = 3,
     kMaxInFlightFieldNumber = 5,
+    kTrackFieldNumber = 7,
   };
   // repeated string class_filter = 4 [json_name = "classFilter"];
   int class_filter_size() const;
@@ -350,6 +351,15 @@ class StreamConfig final :
   void _internal_set_max_in_flight(uint32_t value);
   public:
 
+  // bool track = 7 [json_name = "track"];
+  void clear_track();
+  bool track() const;
+  void set_track(bool value);
+  private:
+  bool _internal_track() const;
+  void _internal_set_track(bool value);
+  public:
+
   // @@protoc_insertion_point(class_scope:framewire.v1.StreamConfig)
  private:
   class _Internal;
@@ -366,6 +376,7 @@ class StreamConfig final :
     ::PROTOBUF_NAMESPACE_ID::internal::ArenaStringPtr client_version_;
     float score_threshold_;
     uint32_t max_in_flight_;
+    bool track_;
   };
   union { Impl_ _impl_; };
   friend struct ::TableStruct_framewire_2fv1_2fingest_5fservice_2eproto;
@@ -3075,6 +3086,26 @@ inline void StreamConfig::set_allocated_client_version(std::string* client_versi
   }
 #endif // PROTOBUF_FORCE_COPY_DEFAULT_STRING
   // @@protoc_insertion_point(field_set_allocated:framewire.v1.StreamConfig.client_version)
+}
+
+// bool track = 7 [json_name = "track"];
+inline void StreamConfig::clear_track() {
+  _impl_.track_ = false;
+}
+inline bool StreamConfig::_internal_track() const {
+  return _impl_.track_;
+}
+inline bool StreamConfig::track() const {
+  // @@protoc_insertion_point(field_get:framewire.v1.StreamConfig.track)
+  return _internal_track();
+}
+inline void StreamConfig::_internal_set_track(bool value) {
+  
+  _impl_.track_ = value;
+}
+inline void StreamConfig::set_track(bool value) {
+  _internal_set_track(value);
+  // @@protoc_insertion_point(field_set:framewire.v1.StreamConfig.track)
 }
 
 // -------------------------------------------------------------------

@@ -36,6 +36,13 @@ export interface StreamConfig {
    * The agent's name and version, for example "framewire-edge-agent/0.1.0".
    */
   'client_version'?: (string);
+  /**
+   * True asks the server to follow objects across this stream's frames and
+   * set Detection.track_id: the same id for the same object in every result,
+   * counted per stream. Ids survive skipped frames. A server started with
+   * tracking on for every stream tracks this stream even when false.
+   */
+  'track'?: (boolean);
   '_score_threshold'?: "score_threshold";
 }
 
@@ -74,5 +81,12 @@ export interface StreamConfig__Output {
    * The agent's name and version, for example "framewire-edge-agent/0.1.0".
    */
   'client_version': (string);
+  /**
+   * True asks the server to follow objects across this stream's frames and
+   * set Detection.track_id: the same id for the same object in every result,
+   * counted per stream. Ids survive skipped frames. A server started with
+   * tracking on for every stream tracks this stream even when false.
+   */
+  'track': (boolean);
   '_score_threshold'?: "score_threshold";
 }
