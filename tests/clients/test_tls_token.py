@@ -1,33 +1,36 @@
-"""The clients' --tls-ca and --token, over a real TLS connection that checks the bearer token.
+"""The clients' --tls-ca and --token against `framewire serve` doing TLS and device tokens itself.
 
-The server has no TLS or authentication yet, so these tests put a TLS-terminating
-gRPC proxy in front of the real `framewire serve`: it refuses a call without the
-right token with UNAUTHENTICATED and forwards the rest unchanged. Once the server
-does TLS and tokens itself, the clients run against it directly with the same flags.
+The server serves TLS with a certificate from a throwaway CA and checks bearer tokens
+against a token file (docs/security.md): the same runs as the plaintext interop tests,
+plus the statuses a device meets when its token is missing or covers another stream id,
+or when it does not trust the server's certificate.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 
+from framewire.common.auth import entry_line
+from framewire.common.serving import SecurityConfig
+from framewire.ingest.serve_command import start_serve
 from framewire.ingest.server import IngestServer
-from framewire.v1 import ingest_service_pb2, ingest_service_pb2_grpc
 from tests.clients.test_interop import RUN_TIMEOUT, STATUS_LINE, Client, Frames
 from tests.harness import ServerThread
+from tests.ingest.conftest import serve_config
 
 pytestmark = pytest.mark.slow
 
 TOKEN = "interop-token-1234"
+OTHER_TOKEN = "lobby-token-5678"
 
 
 @pytest.fixture(scope="module")
@@ -53,69 +56,43 @@ def ca_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes, byte
     return folder / "ca.pem", key, chain
 
 
-class _TokenProxy(ingest_service_pb2_grpc.IngestServiceServicer):
-    """Checks the bearer token, then relays the call to the real ingest server."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-
-    async def StreamFrames(  # noqa: N802 - the generated servicer's method name
-        self,
-        request_iterator: AsyncIterator[ingest_service_pb2.StreamFramesRequest],
-        context: grpc.aio.ServicerContext[
-            ingest_service_pb2.StreamFramesRequest, ingest_service_pb2.StreamFramesResponse
-        ],
-    ) -> AsyncIterator[ingest_service_pb2.StreamFramesResponse]:
-        metadata = {key: value for key, value in context.invocation_metadata() or ()}
-        if metadata.get("authorization") != f"Bearer {TOKEN}":
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
-        async with grpc.aio.insecure_channel(self.upstream) as channel:
-            call = ingest_service_pb2_grpc.IngestServiceStub(channel).StreamFrames(request_iterator)
-            try:
-                async for response in call:
-                    yield response
-            except grpc.aio.AioRpcError as error:
-                await context.abort(error.code(), error.details() or "")
-
-
-@dataclass
-class _Proxy:
-    server: grpc.aio.Server
-    port: int
-
-    async def stop(self, grace: float) -> None:
-        await self.server.stop(grace)
-
-
 @pytest.fixture(scope="module")
-def proxy(
-    serve: ServerThread[IngestServer], ca_file: tuple[Path, bytes, bytes]
-) -> Iterator[ServerThread[_Proxy]]:
+def secure_serve(
+    ca_file: tuple[Path, bytes, bytes], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerThread[IngestServer]]:
+    """`framewire serve` with TLS and a token file: TOKEN may stream as any `*-client` id."""
+    folder = tmp_path_factory.mktemp("secure-serve")
     _, key, chain = ca_file
-
-    async def start() -> _Proxy:
-        server = grpc.aio.server()
-        ingest_service_pb2_grpc.add_IngestServiceServicer_to_server(
-            _TokenProxy(f"127.0.0.1:{serve.server.port}"), server
-        )
-        credentials = grpc.ssl_server_credentials([(key, chain)])
-        port = server.add_secure_port("127.0.0.1:0", credentials)
-        await server.start()
-        return _Proxy(server, port)
-
-    thread = ServerThread(start)
-    yield thread
-    thread.stop()
+    (folder / "server.key").write_bytes(key)
+    (folder / "server.pem").write_bytes(chain)
+    tokens = folder / "tokens"
+    tokens.write_text(
+        entry_line("interop", TOKEN, ["*-client"]) + "\n"
+        + entry_line("elsewhere", OTHER_TOKEN, ["lobby-*"]) + "\n"
+    )  # fmt: skip
+    config = dataclasses.replace(
+        serve_config(max_frame_age=120.0),
+        security=SecurityConfig(
+            tls_cert=folder / "server.pem", tls_key=folder / "server.key", auth_tokens=tokens
+        ),
+    )
+    server = ServerThread(lambda: start_serve(config))
+    yield server
+    server.stop()
 
 
 def run_over_tls(
-    command: list[str], proxy: ServerThread[_Proxy], ca: Path, folder: Path, *args: str
+    command: list[str],
+    server: ServerThread[IngestServer],
+    ca: Path,
+    folder: Path,
+    *args: str,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             *command,
             "--server",
-            f"127.0.0.1:{proxy.server.port}",
+            f"127.0.0.1:{server.server.port}",
             "--tls-ca",
             str(ca),
             "--dir",
@@ -134,11 +111,14 @@ def run_over_tls(
 
 
 def test_streams_over_tls_with_a_bearer_token(
-    client: Client, proxy: ServerThread[_Proxy], ca_file: tuple[Path, bytes, bytes], frames: Frames
+    client: Client,
+    secure_serve: ServerThread[IngestServer],
+    ca_file: tuple[Path, bytes, bytes],
+    frames: Frames,
 ) -> None:
     language, command = client
     folder, jpegs = frames
-    done = run_over_tls(command, proxy, ca_file[0], folder, "--token", TOKEN)
+    done = run_over_tls(command, secure_serve, ca_file[0], folder, "--token", TOKEN)
     assert done.returncode == 0, f"{language}: exit {done.returncode}\n{done.stderr}"
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert lines[0]["type"] == "accepted"
@@ -147,19 +127,36 @@ def test_streams_over_tls_with_a_bearer_token(
 
 
 def test_without_the_token_the_call_is_unauthenticated(
-    client: Client, proxy: ServerThread[_Proxy], ca_file: tuple[Path, bytes, bytes], frames: Frames
+    client: Client,
+    secure_serve: ServerThread[IngestServer],
+    ca_file: tuple[Path, bytes, bytes],
+    frames: Frames,
 ) -> None:
     language, command = client
-    done = run_over_tls(command, proxy, ca_file[0], frames[0])
+    done = run_over_tls(command, secure_serve, ca_file[0], frames[0])
     assert done.returncode == 1, f"{language}: exit {done.returncode}\n{done.stderr}"
     status = STATUS_LINE.search(done.stderr)
     assert status is not None, f"{language} printed no status line:\n{done.stderr}"
     assert (status["name"], status["code"]) == ("UNAUTHENTICATED", "16")
-    assert status["message"] == "missing or wrong bearer token"
+    assert "needs a token" in status["message"]
+
+
+def test_a_token_for_other_stream_ids_is_permission_denied(
+    client: Client,
+    secure_serve: ServerThread[IngestServer],
+    ca_file: tuple[Path, bytes, bytes],
+    frames: Frames,
+) -> None:
+    language, command = client
+    done = run_over_tls(command, secure_serve, ca_file[0], frames[0], "--token", OTHER_TOKEN)
+    assert done.returncode == 1, f"{language}: exit {done.returncode}\n{done.stderr}"
+    status = STATUS_LINE.search(done.stderr)
+    assert status is not None, f"{language} printed no status line:\n{done.stderr}"
+    assert (status["name"], status["code"]) == ("PERMISSION_DENIED", "7")
 
 
 def test_a_server_certificate_from_another_ca_is_refused(
-    client: Client, proxy: ServerThread[_Proxy], frames: Frames, tmp_path: Path
+    client: Client, secure_serve: ServerThread[IngestServer], frames: Frames, tmp_path: Path
 ) -> None:
     language, command = client
     if shutil.which("openssl") is None:
@@ -173,7 +170,7 @@ def test_a_server_certificate_from_another_ca_is_refused(
         check=True,
         capture_output=True,
     )
-    done = run_over_tls(command, proxy, tmp_path / "other.pem", frames[0], "--token", TOKEN)
+    done = run_over_tls(command, secure_serve, tmp_path / "other.pem", frames[0], "--token", TOKEN)
     assert done.returncode == 1, f"{language}: exit {done.returncode}\n{done.stderr}"
     status = STATUS_LINE.search(done.stderr)
     assert status is not None, f"{language} printed no status line:\n{done.stderr}"
