@@ -162,6 +162,7 @@ def traffic(port: int, seconds: float, seed: int, counts: Counter[str]) -> None:
         counts[rng.choice(KINDS)(port, rng)] += 1
 
 
+@pytest.mark.timeout(max(300, int(2 * SECONDS) + 120))
 def test_mixed_good_and_hostile_traffic_leaves_no_leaks() -> None:
     server = Process(
         framewire_command(
