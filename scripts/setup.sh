@@ -5,7 +5,7 @@
 #   FRAMEWIRE_EXTRAS which extras to install (default: dev)
 #
 # Needs only python3 (3.11 or newer) with venv and pip. System packages that some
-# tests use (Debian's prometheus) are installed when apt-get can be used without
+# tests use (Debian's prometheus, podman) are installed when apt-get can be used without
 # a password; without them those tests skip and say why.
 set -euo pipefail
 
@@ -54,7 +54,9 @@ apt_install() {
         "${missing[@]}" >/dev/null || echo "could not install ${missing[*]}; tests that need them will skip" >&2
 }
 if [ "$extras" = "dev" ]; then
-    apt_install prometheus
+    # prometheus (with promtool): tests/ingest and tests/deploy. podman, buildah, runc and
+    # debootstrap: the container image tests (tests/deploy, deploy/docker/podman/build.sh).
+    apt_install prometheus podman buildah runc debootstrap
 fi
 
 export PATH="$venv/bin:$PATH"

@@ -293,7 +293,7 @@ def test_values_schema_rejects_wrong_values_with_a_readable_message(
 
 def test_liveness_shorter_than_a_drain_is_refused() -> None:
     module = helm()
-    with pytest.raises(module.HelmError, match="must exceed lifecycle.preStopSleepSeconds"):
+    with pytest.raises(module.HelmError, match=r"must exceed lifecycle\.preStopSleepSeconds"):
         render({"probes": {"liveness": {"periodSeconds": 5, "failureThreshold": 2}}})
 
 
