@@ -66,7 +66,8 @@ class Pod:
         empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
         for mount in self.spec.get("volumeMounts", []):
             assert mount["name"] in empty_dirs, f"this test runs emptyDir mounts only: {mount}"
-            options.append(f"--tmpfs={mount['mountPath']}:uid={user['runAsUser']}")
+            # emptyDir with fsGroup: writable by the pod's user
+            options.append(f"--tmpfs={mount['mountPath']}:mode=1777")
         for variable in self.spec.get("env", []):
             options.append(f"--env={variable['name']}={variable['value']}")
         options += [f"--add-host={name}:{address}" for name, address in hosts.items()]
