@@ -5,16 +5,21 @@
 ARG BASE=python:3.11-slim-bookworm
 
 FROM ${BASE} AS build
-ENV PIP_CONSTRAINT=/tmp/constraints.txt \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
-COPY deploy/docker/constraints/server.txt /tmp/constraints.txt
+# Dependencies first, exactly the pinned set (the build backend included), in a layer of
+# their own that source changes do not invalidate.
+COPY deploy/docker/constraints/server.txt /tmp/requirements.txt
+RUN python3 -m venv /opt/framewire \
+    && /opt/framewire/bin/pip install --no-cache-dir --requirement /tmp/requirements.txt
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY gen gen
 COPY services services
-RUN python3 -m venv /opt/framewire \
-    && /opt/framewire/bin/pip install --no-cache-dir ".[server]"
+# framewire itself, built with the pinned backend. --no-index: its dependencies must all be
+# in the pinned set already, or the build fails naming the one missing.
+RUN /opt/framewire/bin/pip install --no-cache-dir --no-index --no-build-isolation ".[server]" \
+    && /opt/framewire/bin/pip check
 
 FROM ${BASE}
 ARG VERSION=0.1.0

@@ -77,12 +77,22 @@ for name in "${images[@]}"; do
         agent | server) ;;
         *) echo "unknown image '$name': agent or server (server-gpu needs an NVIDIA base; see docs/deploy.md)" >&2; exit 2 ;;
     esac
-    echo "building localhost/framewire-$name:$tag from $base" >&2
-    "${podman_cmd[@]}" build --network host --layers \
+    image="localhost/framewire-$name:$tag"
+    previous="$("${podman_cmd[@]}" image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)"
+    echo "building $image from $base" >&2
+    # --layers=false: vfs stores every layer as a full copy of the file system, so a cached
+    # layer per instruction costs gigabytes and more time than it saves.
+    "${podman_cmd[@]}" build --network host --layers=false \
         "${mounts[@]}" \
         --build-arg "BASE=$base" --build-arg "REVISION=$revision" \
         -f "$root/deploy/docker/$name.Dockerfile" \
         --ignorefile "$root/deploy/docker/$name.Dockerfile.dockerignore" \
-        -t "localhost/framewire-$name:$tag" \
+        -t "$image" \
         "$root"
+    current="$("${podman_cmd[@]}" image inspect --format '{{.Id}}' "$image")"
+    if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
+        # The image this tag named before, now untagged: vfs keeps it whole otherwise.
+        "${podman_cmd[@]}" rmi "$previous" >/dev/null \
+            || echo "note: could not remove the previous $image ($previous); it is still in use" >&2
+    fi
 done
