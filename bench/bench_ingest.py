@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import re
 import statistics
 import sys
@@ -37,15 +39,24 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cv2
 import grpc
 
-from framewire.common.protoutil import timestamp_from_ns
+from bench.baselines import PLAIN_THREADS
+from framewire.common.protoutil import seconds, timestamp_from_ns
 from framewire.v1 import common_pb2, ingest_service_pb2, ingest_service_pb2_grpc
 from tests.assets import SHARED, AssetMissing, vtest_video
-from tests.harness import Process, framewire_command, free_port, metric_value, scrape
+from tests.harness import (
+    Process,
+    framewire_command,
+    free_port,
+    health_status,
+    metric_value,
+    scrape,
+)
 
 SSD_ONNX = SHARED / "models" / "ssd_mobilenet_v2_coco.onnx"
 
@@ -65,6 +76,17 @@ class StreamLog:
     skipped: int = 0
     failed: int = 0
     latencies: list[float] = field(default_factory=list)  # send to result, seconds
+
+
+# Streams acknowledge what they read this often, as agents do at the server's report interval.
+REPORT_EVERY = 0.5
+
+
+def acknowledgement(results: int) -> ingest_service_pb2.StreamFramesRequest:
+    """The AgentReport that says how many results a stream has read (framewire ends streams
+    that stop reading, see docs/limits.md)."""
+    report = ingest_service_pb2.AgentReport(results_received=results)
+    return ingest_service_pb2.StreamFramesRequest(report=report)
 
 
 def load_frames(count: int = 40) -> list[tuple[bytes, int, int]]:
@@ -103,7 +125,9 @@ async def one_stream(
     sent_at: dict[int, float] = {}
     room = asyncio.Event()
     room.set()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    # A connection of its own per stream, as separate devices have.
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
         call: Any = ingest_service_pb2_grpc.IngestServiceStub(channel).StreamFrames()  # type: ignore[call-arg]
         config = ingest_service_pb2.StreamConfig(stream_id=name, max_in_flight=window)
         await call.write(ingest_service_pb2.StreamFramesRequest(config=config))
@@ -113,7 +137,11 @@ async def one_stream(
         async def write() -> None:
             started = time.monotonic()
             seq = 0
+            reported = started
             while time.monotonic() - started < duration:
+                if time.monotonic() - reported >= REPORT_EVERY:
+                    reported = time.monotonic()
+                    await call.write(acknowledgement(log.results + log.failed))
                 if rate is not None:
                     due = started + (log.sent + log.dropped_locally) / rate
                     await asyncio.sleep(max(0.0, due - time.monotonic()))
@@ -492,23 +520,372 @@ def agent_runs(quick: bool) -> None:
     )
 
 
+def worker_scaling(frames: list[tuple[bytes, int, int]], duration: float, rounds: int) -> None:
+    print(
+        "\n== workers: framewire ingest --workers 1 and 2 in front of one `framewire inference"
+        " --backend null` (16 streams flat out, window 4, each on its own connection; the load"
+        " runs in this one process)"
+    )
+    load = {"streams": 16, "rate": None, "window": 4}
+    model_port, one_port, two_port = free_port(), free_port(), free_port()
+    model = framewire_command(
+        "inference", "--backend", "null", "--host", "127.0.0.1", "--port", str(model_port),
+        "--metrics-port", "-1",
+    )  # fmt: skip
+
+    def ingest(port: int, workers: int) -> AbstractContextManager[Process]:
+        command = framewire_command(
+            "ingest", "--inference", f"127.0.0.1:{model_port}", "--host", "127.0.0.1",
+            "--port", str(port), "--metrics-port", "-1", "--workers", str(workers),
+        )  # fmt: skip
+        return subprocess_server(command, "IngestService serving on")
+
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    with (
+        subprocess_server(model, "InferenceService serving on"),
+        ingest(one_port, 1),
+        ingest(two_port, 2),
+    ):
+        for port in (one_port, two_port):
+            deadline = time.monotonic() + 30
+            while health_status(port) != "SERVING" and time.monotonic() < deadline:
+                time.sleep(0.1)  # polls the server's health, which follows the model's
+            measure(port, frames, 1.0, **load)
+        for round_ in range(rounds):
+            one = measure(one_port, frames, duration, **load)
+            two = measure(two_port, frames, duration, **load)
+            rates[1].append(one.frames_per_second)
+            rates[2].append(two.frames_per_second)
+            print(
+                f"   round {round_ + 1}: 1 worker {one.frames_per_second:6.0f} frames/s | "
+                f"2 workers {two.frames_per_second:6.0f} frames/s | accounted "
+                f"{one.accounted and two.accounted}"
+            )
+    ratio = statistics.median(rates[2]) / statistics.median(rates[1])
+    print(
+        f"   2 workers / 1 worker: {ratio:.2f} on {os.cpu_count()} cores, which the load "
+        "generator and the model process share with the workers"
+    )
+
+
+# -- framewire against the plain loop ------------------------------------------------
+
+
+async def agent_camera(
+    port: int, name: str, frames: list[tuple[bytes, int, int]], *, fps: float, duration: float
+) -> StreamLog:
+    """A camera as edge-agent runs it by default: the newest capture waits for room in the
+    adaptive window (framewire.edge_agent.window); latency is capture to result."""
+    from framewire.edge_agent.window import AdaptiveWindow
+
+    log = StreamLog()
+    in_flight: dict[int, tuple[float, float]] = {}  # seq -> (captured, sent)
+    changed = asyncio.Event()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call: Any = ingest_service_pb2_grpc.IngestServiceStub(channel).StreamFrames()  # type: ignore[call-arg]
+        config = ingest_service_pb2.StreamConfig(stream_id=name)
+        await call.write(ingest_service_pb2.StreamFramesRequest(config=config))
+        accepted = await call.read()
+        window = AdaptiveWindow(accepted.accepted.max_in_flight)
+        started = time.monotonic()
+
+        async def write() -> None:
+            seq = 0
+            sent_capture = -1
+            reported = started
+            while (now := time.monotonic()) - started < duration:
+                if now - reported >= REPORT_EVERY:
+                    reported = now
+                    await call.write(acknowledgement(log.results + log.failed))
+                newest = int((now - started) * fps)
+                if newest == sent_capture or len(in_flight) >= window.size:
+                    changed.clear()
+                    next_capture = started + (newest + 1) / fps
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), max(0.0, next_capture - now))
+                    continue
+                # Captures replaced while the window was full are edge skips.
+                log.dropped_locally += max(0, newest - sent_capture - 1)
+                sent_capture = newest
+                seq += 1
+                data, width, height = frames[newest % len(frames)]
+                frame = ingest_service_pb2.Frame(
+                    seq=seq,
+                    capture_time=timestamp_from_ns(time.time_ns()),
+                    encoding=common_pb2.ENCODING_JPEG,
+                    width=width,
+                    height=height,
+                    data=data,
+                )
+                in_flight[seq] = (started + newest / fps, time.monotonic())
+                log.sent += 1
+                await call.write(ingest_service_pb2.StreamFramesRequest(frame=frame))
+            await call.done_writing()
+
+        async def read() -> None:
+            while (response := await call.read()) is not EOF:
+                listed = []
+                if response.HasField("result"):
+                    result = response.result
+                    captured, sent = in_flight.pop(result.seq, (None, None))
+                    if result.HasField("error"):
+                        log.failed += 1
+                    elif captured is not None and sent is not None:
+                        log.results += 1
+                        now = time.monotonic()
+                        log.latencies.append(now - captured)
+                        window.observe(now - sent, seconds(result.timings.total))
+                    listed = list(result.skipped)
+                elif response.HasField("skip_notice"):
+                    listed = list(response.skip_notice.skipped)
+                for entry in listed:
+                    in_flight.pop(entry.seq, None)
+                    log.skipped += 1
+                changed.set()
+
+        await asyncio.gather(write(), read())
+    return log
+
+
+def machine_ticks() -> tuple[int, int]:
+    """Busy and total CPU ticks of the whole machine so far (/proc/stat)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return sum(fields) - idle, sum(fields)
+
+
+@dataclass(frozen=True)
+class CameraRun:
+    served: float  # frames/s answered with detections
+    p50: float
+    p99: float
+    busy: float  # the machine's CPU busy share over the run (server and load together)
+    per_stream: list[int]
+
+    @property
+    def fairness(self) -> float:
+        """Largest processed share over the smallest (1.0 is perfectly fair)."""
+        return max(self.per_stream) / max(1, min(self.per_stream))
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def run_cameras(cameras: Any) -> tuple[list[Any], float, float]:
+    """Runs camera coroutines together; returns what they saw, the time it took and the share
+    of the machine's CPU time that was busy meanwhile (server, load and all)."""
+    busy_before, total_before = machine_ticks()
+    started = time.monotonic()
+
+    async def together() -> list[Any]:
+        return list(await asyncio.gather(*cameras))
+
+    outcomes = asyncio.run(together())
+    elapsed = time.monotonic() - started
+    busy_after, total_after = machine_ticks()
+    busy = (busy_after - busy_before) / max(1, total_after - total_before)
+    return outcomes, elapsed, busy
+
+
+def framewire_cameras(
+    port: int, frames: list[tuple[bytes, int, int]], *, count: int, fps: float,
+    duration: float,
+) -> CameraRun:  # fmt: skip
+    cameras = [
+        agent_camera(port, f"camera-{n}", frames, fps=fps, duration=duration) for n in range(count)
+    ]
+    logs, elapsed, busy = run_cameras(cameras)
+    latencies = [latency for log in logs for latency in log.latencies]
+    assert all(log.sent == log.results + log.failed + log.skipped for log in logs), "books"
+    return CameraRun(
+        served=sum(log.results for log in logs) / elapsed,
+        p50=statistics.median(latencies),
+        p99=percentile(latencies, 0.99),
+        busy=busy,
+        per_stream=[log.results for log in logs],
+    )
+
+
+def plain_cameras(
+    port: int, frames: list[tuple[bytes, int, int]], *, count: int, fps: float,
+    duration: float,
+) -> CameraRun:  # fmt: skip
+    from bench.baselines import plain_camera
+
+    cameras = [plain_camera(port, frames, fps=fps, duration=duration) for _ in range(count)]
+    outcomes, elapsed, busy = run_cameras(cameras)
+    latencies = [latency for camera_latencies, _ in outcomes for latency in camera_latencies]
+    return CameraRun(
+        served=len(latencies) / elapsed,
+        p50=statistics.median(latencies),
+        p99=percentile(latencies, 0.99),
+        busy=busy,
+        per_stream=[len(camera_latencies) for camera_latencies, _ in outcomes],
+    )
+
+
+def versus_plain(frames: list[tuple[bytes, int, int]], duration: float, rounds: int) -> None:
+    print(
+        "\n== framewire (defaults) vs the plain loop: SSD MobileNet v2 on ONNX Runtime; the plain"
+        f" loop is a {PLAIN_THREADS}-thread unary gRPC server, each camera sending its newest"
+        " frame when the previous answer arrives"
+    )
+    port, plain_port = free_port(), free_port()
+    plain_command = [
+        sys.executable, "-m", "bench.baselines", "plain", str(plain_port), str(SSD_ONNX),
+    ]  # fmt: skip
+    model = ("--model", str(SSD_ONNX), "--backend", "onnxruntime")
+    with serve(port, -1, *model), subprocess_server(plain_command, "serving"):
+        framewire_cameras(port, frames, count=4, fps=15.0, duration=2.0)  # warm up both
+        plain_cameras(plain_port, frames, count=4, fps=15.0, duration=2.0)
+        rows: list[tuple[str, CameraRun, CameraRun]] = []
+        for round_ in range(rounds):  # interleaved, so drift hits both alike
+            calm: dict[str, Any] = {"count": 1, "fps": 10.0, "duration": duration}
+            busy: dict[str, Any] = {"count": 4, "fps": 15.0, "duration": duration}
+            calm_ours = framewire_cameras(port, frames, **calm)
+            calm_plain = plain_cameras(plain_port, frames, **calm)
+            busy_ours = framewire_cameras(port, frames, **busy)
+            busy_plain = plain_cameras(plain_port, frames, **busy)
+            rows += [("unloaded", calm_ours, calm_plain), ("overload", busy_ours, busy_plain)]
+            for label, mine, theirs in rows[-2:]:
+                print(
+                    f"   round {round_ + 1} {label}: framewire served {mine.served:5.1f}/s p50 "
+                    f"{mine.p50 * 1000:4.0f} p99 {mine.p99 * 1000:4.0f} ms busy {mine.busy:4.0%} "
+                    f"streams {mine.per_stream} | plain served {theirs.served:5.1f}/s p50 "
+                    f"{theirs.p50 * 1000:4.0f} p99 {theirs.p99 * 1000:4.0f} ms busy "
+                    f"{theirs.busy:4.0%}"
+                )
+
+    def median(label: str, pick: Any) -> float:
+        return float(
+            statistics.median(pick(mine, theirs) for kind, mine, theirs in rows if kind == label)
+        )
+
+    p99_ratio = median("overload", lambda m, t: m.p99 / t.p99)
+    served_ratio = median("overload", lambda m, t: m.served / t.served)
+    own_ratio = statistics.median(
+        busy.p99 / calm.p99
+        for (_, calm, _), (_, busy, _) in zip(rows[::2], rows[1::2], strict=True)
+    )
+    busy_share = median("overload", lambda m, t: m.busy)
+    fairness = median("overload", lambda m, t: m.fairness)
+    calm_p50 = median("unloaded", lambda m, t: m.p50 / t.p50)
+    calm_p99 = median("unloaded", lambda m, t: m.p99 / t.p99)
+    print(
+        f"   overload p99 framewire/plain {p99_ratio:.2f} "
+        f"(goal <= 1.0: {verdict(p99_ratio <= 1.0)})"
+    )
+    print(
+        f"   overload frames served framewire/plain {served_ratio:.2f} "
+        f"(goal >= 1.0: {verdict(served_ratio >= 1.0)})"
+    )
+    print(
+        f"   framewire overload p99 / unloaded p99 {own_ratio:.2f} "
+        f"(goal <= 2.0: {verdict(own_ratio <= 2.0)})"
+    )
+    print(
+        f"   machine busy under overload {busy_share:.0%} "
+        f"(goal >= 95%: {verdict(busy_share >= 0.95)})"
+    )
+    print(
+        f"   fairness, largest/smallest share {fairness:.2f} "
+        f"(goal <= 1.25: {verdict(fairness <= 1.25)})"
+    )
+    print(
+        f"   unloaded latency framewire/plain p50 {calm_p50:.2f}, p99 {calm_p99:.2f} "
+        f"(goal: equal, <= 1.1: {verdict(max(calm_p50, calm_p99) <= 1.1)})"
+    )
+
+
+def simulated_gpu(frames: list[tuple[bytes, int, int]], duration: float) -> None:
+    from bench.baselines import SIMULATED_BASE, SIMULATED_PER_IMAGE
+
+    print(
+        f"\n== a GPU-like model (a batch costs {SIMULATED_BASE * 1000:.0f} ms + "
+        f"{SIMULATED_PER_IMAGE * 1000:.1f} ms per image): ingest in front of it, 64 streams"
+    )
+    model_port, port, metrics_port = free_port(), free_port(), free_port()
+    model_command = [sys.executable, "-m", "bench.baselines", "simulated-gpu", str(model_port)]
+    ingest_command = framewire_command(
+        "ingest", "--inference", f"127.0.0.1:{model_port}", "--host", "127.0.0.1",
+        "--port", str(port), "--metrics-host", "127.0.0.1", "--metrics-port", str(metrics_port),
+        "--max-batch-size", "64", "--max-streams", "128",
+    )  # fmt: skip
+    with (
+        subprocess_server(model_command, "serving"),
+        subprocess_server(ingest_command, "IngestService serving on"),
+    ):
+        deadline = time.monotonic() + 30
+        while health_status(port) != "SERVING" and time.monotonic() < deadline:
+            time.sleep(0.1)  # polls the server's own health; it follows the replica's
+        measure(port, frames[:4], 1.0, streams=64, rate=None, window=2)
+        before = scrape(metrics_port)
+        outcome = measure(port, frames[:4], duration, streams=64, rate=None, window=2)
+        after = scrape(metrics_port)
+    mean_batch = delta(before, after, "framewire_batch_size_sum") / max(
+        1.0, delta(before, after, "framewire_batch_size_count")
+    )
+    one_at_a_time = 1 / (SIMULATED_BASE + SIMULATED_PER_IMAGE)
+    print(
+        f"   served {outcome.frames_per_second:.0f} frames/s, mean batch {mean_batch:.1f}; "
+        f"one image per batch would serve {one_at_a_time:.0f}/s: "
+        f"{outcome.frames_per_second / one_at_a_time:.1f}x; accounted {outcome.accounted}"
+    )
+
+
+SECTIONS = (
+    "transport",
+    "workers",
+    "mixed",
+    "agent",
+    "gpu-like",
+    "plain",
+    "model-bound",
+    "overload",
+)
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--echo-server"]:
         asyncio.run(run_echo_server(int(argv[1])))
         return 0
     parser = argparse.ArgumentParser(prog="python -m bench ingest")
     parser.add_argument("--quick", action="store_true", help="short runs (a smoke test)")
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run, of: {', '.join(SECTIONS)} (default: all)",
+    )
     arguments = parser.parse_args(argv)
+    chosen = {name.strip() for name in arguments.only.split(",") if name.strip()}
+    unknown = sorted(chosen - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(unknown)}")
     duration = 3.0 if arguments.quick else 10.0
+    rounds = 1 if arguments.quick else 3
     frames = load_frames()
-    transport(frames, duration, rounds=1 if arguments.quick else 3)
-    mixed_overload(frames, 4.0 if arguments.quick else 8.0)
-    agent_runs(arguments.quick)
-    if not SSD_ONNX.is_file():
-        print(f"\nmodel-bound and overload skipped: {SSD_ONNX} is absent (../shared/ASSETS.md)")
+    if "transport" in chosen:
+        transport(frames, duration, rounds=rounds)
+    if "workers" in chosen:
+        worker_scaling(frames, duration, rounds=rounds)
+    if "mixed" in chosen:
+        mixed_overload(frames, 4.0 if arguments.quick else 8.0)
+    if "agent" in chosen:
+        agent_runs(arguments.quick)
+    if "gpu-like" in chosen:
+        simulated_gpu(frames, duration)
+    needs_onnx = chosen & {"plain", "model-bound", "overload"}
+    if needs_onnx and not SSD_ONNX.is_file():
+        print(f"\n{', '.join(sorted(needs_onnx))} skipped: {SSD_ONNX} is absent (ASSETS.md)")
         return 0
-    capacity = model_bound(frames, duration, rounds=1 if arguments.quick else 3)
-    overload(frames, duration, capacity)
+    if "plain" in chosen:
+        versus_plain(frames, duration, rounds=rounds)
+    if chosen & {"model-bound", "overload"}:
+        capacity = model_bound(frames, duration, rounds=rounds)
+        if "overload" in chosen:
+            overload(frames, duration, capacity)
     return 0
 
 

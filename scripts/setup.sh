@@ -3,10 +3,13 @@
 #
 #   FRAMEWIRE_VENV   where the virtual environment lives (default: .venv in the checkout)
 #   FRAMEWIRE_EXTRAS which extras to install (default: dev)
+#   FRAMEWIRE_CLIENTS=1 also installs the Go and C++ toolchains (Debian packages) and the
+#                    Node client's npm packages, for the interop tests of clients/
 #
 # Needs only python3 (3.11 or newer) with venv and pip. System packages that some
-# tests use (Debian's prometheus, podman) are installed when apt-get can be used without
-# a password; without them those tests skip and say why.
+# tests use (Debian's prometheus; chromium for the preview's browser test; podman for
+# the container tests) are installed when apt-get can be used without a password;
+# without them those tests skip and say why.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -56,7 +59,21 @@ apt_install() {
 if [ "$extras" = "dev" ]; then
     # prometheus (with promtool): tests/ingest and tests/deploy. podman, buildah, runc and
     # debootstrap: the container image tests (tests/deploy, deploy/docker/podman/build.sh).
-    apt_install prometheus podman buildah runc debootstrap
+    apt_install prometheus chromium podman buildah runc debootstrap
+fi
+# The clients in other languages (docs/clients.md): Go in GOPATH mode and C++ on Debian's
+# gRPC, both with their code generators; openssl for the tests' certificates; Node from npm
+# with the committed package-lock.json.
+if [ "${FRAMEWIRE_CLIENTS:-0}" = "1" ]; then
+    apt_install golang-go golang-google-grpc-dev golang-google-protobuf-dev \
+        golang-github-golang-protobuf-1-5-dev protoc-gen-go protoc-gen-go-grpc \
+        g++ make pkg-config libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc \
+        openssl
+    command -v node >/dev/null 2>&1 || apt_install nodejs npm
+    if command -v npm >/dev/null 2>&1 && [ ! -d "$root/clients/node/node_modules/typescript" ]; then
+        (cd "$root/clients/node" && npm ci --no-audit --no-fund --loglevel=error) ||
+            echo "could not install the Node client's packages (npm ci in clients/node)" >&2
+    fi
 fi
 
 export PATH="$venv/bin:$PATH"

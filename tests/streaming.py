@@ -81,11 +81,15 @@ class SyncStream:
     """One StreamFrames call with the sync API: send when you like, read what comes."""
 
     port: int
+    # True: a TCP connection of its own, as a separate device would have (gRPC
+    # otherwise shares one connection among a process's channels to a target).
+    own_connection: bool = False
     channel: grpc.Channel = field(init=False)
     _requests: queue.Queue[object] = field(init=False, default_factory=queue.Queue)
 
     def __post_init__(self) -> None:
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        options = [("grpc.use_local_subchannel_pool", 1)] if self.own_connection else []
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}", options=options)
         stub = ingest_service_pb2_grpc.IngestServiceStub(self.channel)
         self.call = stub.StreamFrames(self._iterate(), timeout=60)
 

@@ -57,7 +57,8 @@ def test_jsonl_output_follows_the_documented_schema(serve: ServerThread[IngestSe
     assert set(first["server_ms"]) >= {"queue", "inference", "total"}
     assert first["frame"]["width"] == 480
     detection = first["detections"][0]
-    assert set(detection) == {"class_id", "label", "score", "box"}
+    assert set(detection) == {"class_id", "label", "score", "box", "track_id"}
+    assert detection["track_id"] is None  # no --track
     assert all(0 <= value <= 1 for value in detection["box"])
     assert "stream " in done.stderr  # the human summary goes to stderr with jsonl
 

@@ -115,3 +115,23 @@ def test_summary_check_finds_broken_books() -> None:
     summary.processed = 5
     assert summary.check() == ["sent 8 != answered 6 + skipped by the server 1 + lost 0"]
     assert "latency  capture to result p50 100 ms" in summary.format()
+
+
+def test_a_frame_given_back_waits_again_or_is_counted_as_replaced() -> None:
+    # The stream broke while a taken frame was being encoded: it is not lost.
+    latest = LatestFrame()
+    latest.put(captured(0))
+    taken = latest.take()
+    assert taken is not None
+    latest.give_back(taken)
+    again = latest.take()
+    assert again is not None
+    assert again.index == 0
+    latest.put(captured(1))  # a newer capture arrives before the frame comes back
+    latest.give_back(again)
+    newest = latest.take()
+    assert newest is not None
+    assert newest.index == 1
+    total, replaced = latest.counts()
+    assert total == 2
+    assert replaced == {DISCONNECTED: 1}

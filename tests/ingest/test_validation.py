@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import cv2
 import grpc
 import numpy as np
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from framewire.common.errors import FramewireError
+from framewire.common.protoutil import timestamp_from_ns
 from framewire.ingest.config import IngestConfig
 from framewire.ingest.targets import ModelDescription
 from framewire.ingest.validation import (
@@ -35,6 +39,7 @@ def jpeg(width: int, height: int) -> bytes:
 def frame(seq: int = 1, **fields: object) -> ingest_service_pb2.Frame:
     values: dict[str, object] = {
         "seq": seq,
+        "capture_time": timestamp_from_ns(time.time_ns()),
         "encoding": common_pb2.ENCODING_JPEG,
         "width": 64,
         "height": 48,
@@ -112,7 +117,37 @@ def test_bad_configs(config: dict[str, object], code: grpc.StatusCode, words: st
         (frame(encoding=42), 0, grpc.StatusCode.INVALID_ARGUMENT, "unsupported encoding 42"),
         (frame(data=b""), 0, grpc.StatusCode.INVALID_ARGUMENT, "no data"),
         (frame(data=b"x" * 100_001), 0, grpc.StatusCode.RESOURCE_EXHAUSTED, "100001 bytes"),
-        (frame(width=0), 0, grpc.StatusCode.INVALID_ARGUMENT, "width and height"),
+        (frame(capture_time=None), 0, grpc.StatusCode.INVALID_ARGUMENT, "no capture_time"),
+        (
+            frame(capture_time=Timestamp()),
+            0,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "after 1970-01-01T00:00:00Z",
+        ),
+        (
+            frame(capture_time=Timestamp(seconds=2**62)),
+            0,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "before the year 10000",
+        ),
+        (
+            frame(capture_time=Timestamp(seconds=-5)),
+            0,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "after 1970",
+        ),
+        (
+            frame(capture_time=Timestamp(seconds=1_700_000_000, nanos=-1)),
+            0,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "nanos -1",
+        ),
+        (
+            frame(capture_time=Timestamp(seconds=1_700_000_000, nanos=10**9)),
+            0,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "nanos 1000000000",
+        ),
         (
             frame(kept_regions=[common_pb2.BoundingBox(x_min=0.5, x_max=0.2, y_max=1)]),
             0,
@@ -169,3 +204,75 @@ def test_reports() -> None:
     unspecified = ingest_service_pb2.AgentReport()
     unspecified.skips.add(count=1)
     assert "not a known SkipReason" in code_of(lambda: check_report(unspecified, LIMITS))[1]
+
+
+def test_zero_width_and_height_mean_read_it_from_the_header() -> None:
+    # Issue 11: a client without a JPEG header reader (Node) sends 0; Image does the same.
+    undeclared = frame(width=0, height=0)
+    check_frame(undeclared, 0, LIMITS)
+    assert check_image(undeclared, LIMITS) is None
+    assert (undeclared.width, undeclared.height) == (64, 48)
+    half = frame(width=64, height=0)
+    assert check_image(half, LIMITS) is None
+    assert (half.width, half.height) == (64, 48)
+    wrong = check_image(frame(width=0, height=47), LIMITS)
+    assert wrong is not None
+    assert wrong.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "declares ?x47 but its JPEG header says 64x48" in wrong.message
+
+
+def test_capture_time_skew_is_checked_only_when_configured() -> None:
+    hour_ago = timestamp_from_ns(time.time_ns() - 3600 * 10**9)
+    check_frame(frame(capture_time=hour_ago), 0, LIMITS)  # unsynchronized clocks are fine
+    strict = IngestConfig(max_capture_time_skew=60.0)
+    check_frame(frame(), 0, strict)
+    code, text = code_of(lambda: check_frame(frame(capture_time=hour_ago), 0, strict))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "-3600" in text
+    assert "synchronize" in text
+    with pytest.raises(ValueError, match="max_capture_time_skew"):
+        IngestConfig(max_capture_time_skew=-1)
+
+
+def with_declared_size(data: bytes, width: int, height: int) -> bytes:
+    """Rewrites the size in a baseline JPEG's frame header (SOF0), leaving the rest alone."""
+    start = data.index(b"\xff\xc0")
+    patched = bytearray(data)
+    patched[start + 5 : start + 7] = height.to_bytes(2, "big")
+    patched[start + 7 : start + 9] = width.to_bytes(2, "big")
+    return bytes(patched)
+
+
+def test_a_few_hundred_bytes_claiming_4096x4096_fail_alone() -> None:
+    # Issue 15: exactly at the pixel limit, complete with its end marker, and
+    # decoded to 48 MB before. No encoder writes 4096x4096 in so few bytes.
+    limits = IngestConfig()
+    data = with_declared_size(jpeg(16, 16), 4096, 4096)
+    assert len(data) < 1000
+    crafted = frame(width=4096, height=4096, data=data)
+    check_frame(crafted, 0, limits)
+    problem = check_image(crafted, limits)
+    assert problem is not None
+    assert problem.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"{len(data)} bytes cannot hold a 4096x4096 JPEG" in problem.message
+    assert "truncated or crafted" in problem.message
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_the_densest_real_jpeg_passes(channels: int) -> None:
+    # A flat frame at quality 1, progressive with optimized tables: 170 (colour)
+    # and 255 (grey) pixels per byte, the densest JPEGs measured (docs/limits.md).
+    shape = (4096, 4096, channels) if channels == 3 else (4096, 4096)
+    flags = [
+        cv2.IMWRITE_JPEG_QUALITY,
+        1,
+        cv2.IMWRITE_JPEG_PROGRESSIVE,
+        1,
+        cv2.IMWRITE_JPEG_OPTIMIZE,
+        1,
+    ]
+    data = cv2.imencode(".jpg", np.full(shape, 127, np.uint8), flags)[1].tobytes()
+    limits = IngestConfig()
+    assert 4096 * 4096 / len(data) > 150  # within a factor of 7 of the limit
+    dense = frame(width=4096, height=4096, data=data)
+    assert check_image(dense, limits) is None

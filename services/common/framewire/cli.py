@@ -37,6 +37,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("framewire.ingest.ingest_command", "server"),
     "inference": ("framewire.inference.command", "server"),
     "demo": ("framewire.demo.command", "all"),
+    "token": ("framewire.common.token_command", "server"),
 }
 
 SUMMARIES = {
@@ -44,6 +45,7 @@ SUMMARIES = {
     "ingest": "ingest only, batching frames to remote inference replicas",
     "inference": "the batched model service (InferenceService)",
     "demo": "a server and an edge agent on real video, printing detections and latency",
+    "token": "'token new --stream-id ID': a device token and its line for --auth-tokens",
 }
 
 

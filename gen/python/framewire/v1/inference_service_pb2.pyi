@@ -73,14 +73,20 @@ class Image(_message.Message):
     encoding: _common_pb2.Encoding.ValueType
     """How data is compressed. ENCODING_UNSPECIFIED is rejected."""
     data: _builtins.bytes
-    """The compressed image bytes. Must not be empty."""
+    """The compressed image bytes. Must not be empty. Refused with
+    INVALID_ARGUMENT before decoding when not a JPEG, truncated, with more
+    than 1024 markers before its first scan, or far fewer bytes than its
+    declared size needs (more than 1000 pixels per byte by default).
+    """
     width: _builtins.int
     """The width in pixels the sender believes the image has. When non-zero it
-    must match the image header; zero means "not declared".
+    must match the image header; zero means "not declared": it is read from
+    the header (the same rule as Frame.width).
     """
     height: _builtins.int
     """The height in pixels the sender believes the image has. When non-zero it
-    must match the image header; zero means "not declared".
+    must match the image header; zero means "not declared": it is read from
+    the header (the same rule as Frame.height).
     """
     @_builtins.property
     def options(self) -> Global___DetectOptions:

@@ -76,6 +76,7 @@ class StreamConfig(_message.Message):
     CLASS_FILTER_FIELD_NUMBER: _builtins.int
     MAX_IN_FLIGHT_FIELD_NUMBER: _builtins.int
     CLIENT_VERSION_FIELD_NUMBER: _builtins.int
+    TRACK_FIELD_NUMBER: _builtins.int
     stream_id: _builtins.str
     """Identifies the device or camera, 1 to 128 characters from letters,
     digits and "._:-". It names the stream in logs; metrics never use it
@@ -97,6 +98,12 @@ class StreamConfig(_message.Message):
     """
     client_version: _builtins.str
     """The agent's name and version, for example "framewire-edge-agent/0.1.0"."""
+    track: _builtins.bool
+    """True asks the server to follow objects across this stream's frames and
+    set Detection.track_id: the same id for the same object in every result,
+    counted per stream. Ids survive skipped frames. A server started with
+    tracking on for every stream tracks this stream even when false.
+    """
     @_builtins.property
     def class_filter(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only detections with these labels are returned. Empty means all."""
@@ -110,10 +117,11 @@ class StreamConfig(_message.Message):
         class_filter: _abc.Iterable[_builtins.str] | None = ...,
         max_in_flight: _builtins.int = ...,
         client_version: _builtins.str = ...,
+        track: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "score_threshold", b"score_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "class_filter", b"class_filter", "client_version", b"client_version", "max_in_flight", b"max_in_flight", "model", b"model", "score_threshold", b"score_threshold", "stream_id", b"stream_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "class_filter", b"class_filter", "client_version", b"client_version", "max_in_flight", b"max_in_flight", "model", b"model", "score_threshold", b"score_threshold", "stream_id", b"stream_id", "track", b"track"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
     _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015
@@ -142,11 +150,22 @@ class Frame(_message.Message):
     encoding: _common_pb2.Encoding.ValueType
     """How data is compressed. ENCODING_UNSPECIFIED is rejected."""
     width: _builtins.int
-    """The width of the encoded image in pixels; must match its header."""
+    """The width of the encoded image in pixels. Zero means "read it from the
+    image header" (for clients without a JPEG header reader); otherwise it
+    must match the header, or the frame fails with INVALID_ARGUMENT.
+    """
     height: _builtins.int
-    """The height of the encoded image in pixels; must match its header."""
+    """The height of the encoded image in pixels. Zero means "read it from the
+    image header"; otherwise it must match the header, or the frame fails
+    with INVALID_ARGUMENT.
+    """
     data: _builtins.bytes
-    """The compressed image, at most ServerLimits.max_frame_bytes long."""
+    """The compressed image, at most ServerLimits.max_frame_bytes long. A frame
+    whose image is unusable fails alone with INVALID_ARGUMENT and the stream
+    goes on: not a JPEG, truncated, more than 1024 markers before its first
+    scan, or far fewer bytes than its declared size needs (more than 1000
+    pixels per byte by default; real JPEGs stay under about 260).
+    """
     keyframe: _builtins.bool
     """True when the agent sent the whole picture (a periodic or forced full
     frame) even though it blacks out frames in between.
@@ -154,7 +173,12 @@ class Frame(_message.Message):
     @_builtins.property
     def capture_time(self) -> _timestamp_pb2.Timestamp:
         """When the frame was captured, on the agent's clock. Echoed in the result
-        so the agent can measure end-to-end latency on one clock.
+        so the agent can measure end-to-end latency on one clock. Required: a
+        frame without it, with the empty Timestamp (1970-01-01T00:00:00Z), with
+        nanos outside [0, 999999999], or before 1970 or after 9999, ends the
+        stream with INVALID_ARGUMENT. The server never substitutes its own time.
+        The clocks need not agree unless the server's operator sets a maximum
+        skew (--max-capture-time-skew), which is off by default.
         """
 
     @_builtins.property
@@ -236,9 +260,10 @@ class AgentReport(_message.Message):
     """FrameResults the agent has read on this call so far: a running total,
     not a delta, because it acknowledges results of this call only. The
     server ends a stream with RESOURCE_EXHAUSTED when more than
-    ServerLimits.max_unread_results of its results go unacknowledged, so a
-    client that stops reading its answers stops using the model. Without
-    this field the server counts end_to_end_latencies as acknowledgements.
+    ServerLimits.max_unread_results of its results go unacknowledged for
+    longer than ServerLimits.max_unread_age, so a client that stops reading
+    its answers stops using the model. Without this field the server counts
+    end_to_end_latencies as acknowledgements.
     """
     @_builtins.property
     def end_to_end_latencies(self) -> _containers.RepeatedCompositeFieldContainer[_duration_pb2.Duration]:
@@ -322,6 +347,7 @@ class ServerLimits(_message.Message):
     REPORT_INTERVAL_FIELD_NUMBER: _builtins.int
     MAX_UNREAD_RESULTS_FIELD_NUMBER: _builtins.int
     MAX_REPORTS_PER_SECOND_FIELD_NUMBER: _builtins.int
+    MAX_UNREAD_AGE_FIELD_NUMBER: _builtins.int
     max_frame_bytes: _builtins.int
     """The largest Frame.data accepted, in bytes; larger ends the stream with
     RESOURCE_EXHAUSTED.
@@ -334,8 +360,8 @@ class ServerLimits(_message.Message):
     """The most latency samples one AgentReport may carry."""
     max_unread_results: _builtins.int
     """The most FrameResults that may go unacknowledged (see
-    AgentReport.results_received) before the stream ends with
-    RESOURCE_EXHAUSTED.
+    AgentReport.results_received). Past it, once the oldest of them has
+    waited max_unread_age, the stream ends with RESOURCE_EXHAUSTED.
     """
     max_reports_per_second: _builtins.float
     """The most AgentReports per second the server reads from one stream."""
@@ -349,6 +375,12 @@ class ServerLimits(_message.Message):
         max_reports_per_second are dropped unread.
         """
 
+    @_builtins.property
+    def max_unread_age(self) -> _duration_pb2.Duration:
+        """How long the oldest of more than max_unread_results unacknowledged
+        results may wait before the stream ends.
+        """
+
     def __init__(
         self,
         *,
@@ -360,10 +392,11 @@ class ServerLimits(_message.Message):
         report_interval: _duration_pb2.Duration | None = ...,
         max_unread_results: _builtins.int = ...,
         max_reports_per_second: _builtins.float = ...,
+        max_unread_age: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["max_frame_age", b"max_frame_age", "report_interval", b"report_interval"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["max_frame_age", b"max_frame_age", "max_unread_age", b"max_unread_age", "report_interval", b"report_interval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_frame_age", b"max_frame_age", "max_frame_bytes", b"max_frame_bytes", "max_frame_pixels", b"max_frame_pixels", "max_in_flight", b"max_in_flight", "max_report_samples", b"max_report_samples", "max_reports_per_second", b"max_reports_per_second", "max_unread_results", b"max_unread_results", "report_interval", b"report_interval"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_frame_age", b"max_frame_age", "max_frame_bytes", b"max_frame_bytes", "max_frame_pixels", b"max_frame_pixels", "max_in_flight", b"max_in_flight", "max_report_samples", b"max_report_samples", "max_reports_per_second", b"max_reports_per_second", "max_unread_age", b"max_unread_age", "max_unread_results", b"max_unread_results", "report_interval", b"report_interval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

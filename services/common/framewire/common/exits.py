@@ -25,6 +25,7 @@ class ExitCode(enum.IntEnum):
     SERVER_UNREACHABLE = 4
     STREAM_REFUSED = 5
     OUTPUT_FAILED = 6
+    AUTH_REFUSED = 7
 
     @property
     def meaning(self) -> str:
@@ -50,6 +51,10 @@ MEANINGS: Final[Mapping[ExitCode, str]] = {
         "its size limit)"
     ),
     ExitCode.OUTPUT_FAILED: "an output (--record) cannot be written",
+    ExitCode.AUTH_REFUSED: (
+        "the server refused the token or the certificate, or the TLS handshake failed "
+        "(untrusted or expired certificate, wrong name, TLS on one side only)"
+    ),
 }
 
 #: What a server command (``framewire serve``, ``ingest``, ``inference``) can return.

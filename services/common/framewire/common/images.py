@@ -3,10 +3,17 @@
 A 40 kB JPEG can declare 65535x65535 pixels and make a decoder allocate
 12 GiB. Reading the frame header first lets every service reject such an
 image (and one whose declared size is a lie) before any pixel is decoded.
+
+The reader runs on ingest's event loop, so what it costs must not depend on
+what a client chooses to send: it steps over at most
+:data:`MAX_HEADER_MARKERS` markers (a 4 MiB file of a million empty APP0
+segments once held the loop for half a second), skips fill bytes and finds
+the end of the image with C-speed searches, and never looks at scan data.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # Start-of-frame markers carry the image size. C4 (DHT), C8 (JPG) and CC (DAC)
@@ -17,6 +24,14 @@ _STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})
 _SOI = b"\xff\xd8"
 _EOI = b"\xff\xd9"
 _SOS = 0xDA
+_FILL = re.compile(rb"\xff+")
+
+#: Most markers read before the first scan. Encoders write a few dozen at most
+#: (APPn for JFIF, EXIF, XMP and ICC chunks, DQT, SOF, DHT, DRI, COM); even a
+#: multi-megabyte ICC profile or extended XMP block is well under a hundred
+#: 64 KiB segments. A format bound rather than a deployment setting: raising
+#: it would only let one frame cost the event loop more.
+MAX_HEADER_MARKERS = 1024
 
 
 class ImageFormatError(ValueError):
@@ -41,11 +56,13 @@ class ImageHeader:
         return self.width * self.height
 
 
-def read_jpeg_header(data: bytes) -> ImageHeader:
+def read_jpeg_header(data: bytes, *, max_markers: int = MAX_HEADER_MARKERS) -> ImageHeader:
     """Reads a JPEG's size from its start-of-frame segment.
 
     Raises :class:`ImageFormatError` with a reason a person can act on when the
-    bytes are empty, not a JPEG, or cut short before the frame header.
+    bytes are empty, not a JPEG, cut short before the frame header, or carry
+    more than ``max_markers`` markers before their first scan. The work done
+    is bounded by ``max_markers`` steps plus C-speed scans of the bytes.
     """
     if not data:
         raise ImageFormatError("the image is empty")
@@ -54,12 +71,20 @@ def read_jpeg_header(data: bytes) -> ImageHeader:
     size = len(data)
     position = 2
     header: tuple[int, int, int] | None = None
+    markers = 0
     while position < size:
         if data[position] != 0xFF:
             raise ImageFormatError(f"corrupt JPEG: expected a marker at byte {position}")
+        markers += 1
+        if markers > max_markers:
+            raise ImageFormatError(
+                f"unsupported JPEG: more than {max_markers} markers before the first scan "
+                "(encoders write a few dozen); the file is refused unread"
+            )
         # Any number of 0xFF fill bytes may precede a marker code.
-        while position < size and data[position] == 0xFF:
-            position += 1
+        fill = _FILL.match(data, position)
+        assert fill is not None  # data[position] is 0xFF
+        position = fill.end()
         if position >= size:
             break
         marker = data[position]

@@ -1,27 +1,35 @@
 """Running a grpc.aio server the same way in every service.
 
 Every framewire server listens on one port with its own services plus
-``grpc.health.v1`` and server reflection, reports NOT_SERVING until its owner
-says it is ready, and shuts down on SIGTERM or SIGINT after a grace period.
+``grpc.health.v1`` (and server reflection when ``--reflection`` is given),
+reports NOT_SERVING until its owner says it is ready, and shuts down on
+SIGTERM or SIGINT after a grace period. :class:`SecurityConfig` turns on TLS,
+mTLS and per-device tokens on that port; ``--health-port`` adds a plaintext
+port that serves health checks and nothing else, for Kubernetes' gRPC probes
+(which cannot speak TLS). See docs/security.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from framewire.common.auth import AuthInterceptor, TokenAuthenticator
 from framewire.common.logs import LOG_FORMATS
 from framewire.common.settings import option, parse_duration
+from framewire.common.tls import CertificateFiles, server_credentials
 from framewire.common.transport import TransportConfig, server_options
 
 _LOGGER = logging.getLogger(__name__)
@@ -40,8 +48,20 @@ class ListenConfig:
 
     host: str = option("0.0.0.0", "address the gRPC server listens on")
     port: int = option(50051, "gRPC port; 0 picks a free port")
-    metrics_host: str = option("0.0.0.0", "address the Prometheus /metrics endpoint listens on")
+    # Loopback by default: /metrics has no TLS and no auth, and says how busy
+    # the server is. A Kubernetes deployment sets 0.0.0.0 so Prometheus can
+    # scrape the pod (docs/security.md).
+    metrics_host: str = option(
+        "127.0.0.1",
+        "address the Prometheus /metrics endpoint listens on (0.0.0.0 for a scraper elsewhere)",
+    )
     metrics_port: int = option(9464, "Prometheus /metrics port; 0 picks a free port, -1 disables")
+    health_host: str = option("0.0.0.0", "address the plaintext health-only port listens on")
+    health_port: int = option(
+        -1,
+        "plaintext port serving only grpc.health.v1, for Kubernetes gRPC probes (which cannot "
+        "speak TLS); 0 picks a free port, -1 disables",
+    )
     shutdown_grace: float = option(
         10.0,
         "seconds to finish in-flight work after SIGTERM before calls are cancelled",
@@ -55,14 +75,78 @@ class ListenConfig:
         "log line format: text (one escaped line per record) or json (one object per line)",
         choices=LOG_FORMATS,
     )
+    # Set by `--workers`, not by a flag: several processes bind the same ports.
+    reuse_port: bool = dataclasses.field(default=False, metadata={"env": False})
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be within 0..65535, not {self.port}")
         if not -1 <= self.metrics_port <= 65535:
             raise ValueError(f"metrics_port must be within -1..65535, not {self.metrics_port}")
+        if not -1 <= self.health_port <= 65535:
+            raise ValueError(f"health_port must be within -1..65535, not {self.health_port}")
         if self.shutdown_grace < 0:
             raise ValueError("shutdown_grace must not be negative")
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """TLS, mTLS, device tokens and reflection: the same for every framewire server."""
+
+    tls_cert: Path | None = option(
+        None,
+        "PEM certificate chain: serve TLS with it (read again when the file changes)",
+        metavar="FILE",
+    )
+    tls_key: Path | None = option(None, "PEM private key of --tls-cert", metavar="FILE")
+    tls_client_ca: Path | None = option(
+        None,
+        "PEM CA certificates: require client certificates signed by them (mTLS)",
+        metavar="FILE",
+    )
+    auth_tokens: Path | None = option(
+        None,
+        "token file (NAME sha256:HASH STREAM-IDS per line; 'framewire token new' makes "
+        "entries): every call but health checks needs 'authorization: Bearer TOKEN'",
+        metavar="FILE",
+    )
+    auth_reload_interval: float = option(
+        2.0,
+        "how often the token file is checked for changes; streams of a removed token end "
+        "within this time",
+        parse=parse_duration,
+    )
+    max_streams_per_token: int = option(
+        4,
+        "streams one token may hold open at once; more are refused (RESOURCE_EXHAUSTED)",
+    )
+    reflection: bool = option(
+        False, "serve gRPC server reflection (lists the services and their messages)"
+    )
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together: give both or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError(
+                "--tls-client-ca (mTLS) needs server TLS: give --tls-cert and --tls-key"
+            )
+        if self.auth_reload_interval <= 0:
+            raise ValueError("auth_reload_interval must be positive")
+        if self.max_streams_per_token < 1:
+            raise ValueError("max_streams_per_token must be at least 1")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    def authenticator(self) -> TokenAuthenticator | None:
+        """The token checker for ``auth_tokens``; ValueError when the file is unusable."""
+        if self.auth_tokens is None:
+            return None
+        return TokenAuthenticator(
+            self.auth_tokens, self.max_streams_per_token, self.auth_reload_interval
+        )
 
 
 def grpc_address(host: str, port: int) -> str:
@@ -73,10 +157,11 @@ def grpc_address(host: str, port: int) -> str:
 
 
 class GrpcServer:
-    """A started grpc.aio server with health checking and reflection.
+    """A started grpc.aio server with health checking (and reflection when asked for).
 
     Health starts NOT_SERVING for the whole server and for each named
-    service; call :meth:`set_serving` once the owner is ready.
+    service; call :meth:`set_serving` once the owner is ready. With a health
+    port, a second plaintext server shares the same health servicer.
     """
 
     def __init__(
@@ -85,11 +170,22 @@ class GrpcServer:
         port: int,
         health_servicer: Any,
         service_names: tuple[str, ...],
+        *,
+        health_server: grpc.aio.Server | None = None,
+        health_port: int | None = None,
+        certificates: CertificateFiles | None = None,
+        authenticator: TokenAuthenticator | None = None,
+        tasks: Sequence[asyncio.Task[None]] = (),
     ) -> None:
         self.server = server
         self.port = port
         self.health = health_servicer
         self.service_names = service_names
+        self.health_server = health_server
+        self.health_port = health_port
+        self.certificates = certificates
+        self.authenticator = authenticator
+        self._tasks = list(tasks)
 
     @classmethod
     async def start(
@@ -100,25 +196,74 @@ class GrpcServer:
         service_names: Iterable[str],
         register: Callable[[grpc.aio.Server], None],
         interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = (),
+        security: SecurityConfig | None = None,
+        authenticator: TokenAuthenticator | None = None,
     ) -> GrpcServer:
-        """Builds, binds and starts the server; raises OSError when the port cannot be bound."""
+        """Builds, binds and starts the server.
+
+        ``authenticator`` is the one made from ``security`` when the owner
+        needs it too (the ingest hub); otherwise it is made here. Raises
+        OSError when a port cannot be bound and ValueError when a TLS or token
+        file cannot be used.
+        """
+        security = security if security is not None else SecurityConfig()
+        if authenticator is None:
+            authenticator = security.authenticator()
         names = tuple(service_names)
-        server = grpc.aio.server(options=server_options(transport), interceptors=interceptors)
+        credentials, certificates = None, None
+        if security.tls_cert is not None and security.tls_key is not None:
+            credentials, certificates = server_credentials(
+                security.tls_cert, security.tls_key, security.tls_client_ca
+            )
+        if authenticator is not None:
+            interceptors = (AuthInterceptor(authenticator), *interceptors)
+            if credentials is None:
+                _LOGGER.warning(
+                    "device tokens are checked but TLS is off: tokens cross the network in "
+                    "plaintext; give --tls-cert and --tls-key"
+                )
+        options = server_options(transport, reuse_port=listen.reuse_port)
+        server = grpc.aio.server(options=options, interceptors=interceptors)
         register(server)
         health_servicer = AsyncHealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        if security.reflection:
+            reflection.enable_server_reflection(
+                (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            )
         address = grpc_address(listen.host, listen.port)
-        try:
-            port = server.add_insecure_port(address)
-        except RuntimeError as error:
-            raise OSError(f"cannot listen on {address}: {error}") from error
-        if port == 0:
-            raise OSError(f"cannot listen on {address}: the port is taken or the address is wrong")
+        port = _bind(server, address, credentials)
+        health_server, health_port = None, None
+        if listen.health_port >= 0:
+            # Nothing but the health servicer is registered here: no interceptor
+            # is needed, because there is nothing else to reach.
+            health_server = grpc.aio.server(options=options)
+            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+            try:
+                health_port = _bind(
+                    health_server, grpc_address(listen.health_host, listen.health_port), None
+                )
+            except OSError:
+                await server.stop(None)
+                raise
         await server.start()
-        started = cls(server, port, health_servicer, names)
+        if health_server is not None:
+            await health_server.start()
+        tasks = []
+        if authenticator is not None:
+            tasks.append(asyncio.create_task(authenticator.watch(), name="token file watch"))
+            tasks[-1].add_done_callback(log_task_failure)
+        started = cls(
+            server,
+            port,
+            health_servicer,
+            names,
+            health_server=health_server,
+            health_port=health_port,
+            certificates=certificates,
+            authenticator=authenticator,
+            tasks=tasks,
+        )
         await started.set_serving(False)
         return started
 
@@ -132,6 +277,23 @@ class GrpcServer:
         """Stops accepting calls and cancels the remaining ones after ``grace`` seconds."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(None)
+        await cancel_and_wait(self._tasks)
+
+
+def _bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
+    """Adds a port to ``server``; OSError when it cannot be bound."""
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError as error:
+        raise OSError(f"cannot listen on {address}: {error}") from error
+    if port == 0:
+        raise OSError(f"cannot listen on {address}: the port is taken or the address is wrong")
+    return port
 
 
 async def wait_for_signal(signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT)) -> int:

@@ -62,20 +62,38 @@ def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
 
-def server_options(config: TransportConfig) -> list[tuple[str, int]]:
-    """Channel arguments for a gRPC server."""
+def _keepalive(config: TransportConfig) -> list[tuple[str, int]]:
+    """The channel arguments that make keepalive_time and keepalive_timeout true, on both ends.
+
+    ``grpc.keepalive_timeout_ms`` alone does not decide: gRPC core also times
+    every outstanding ping out after ``grpc.http2.ping_timeout_ms`` (60 s by
+    default), and that is what closed a frozen peer's connection, after a
+    minute whatever keepalive_timeout said. Both are set to keepalive_timeout.
+    Pings go out while a stream is open but quiet (a frozen device sends no
+    data) as well as on idle connections, without a cap on pings between data
+    frames (``max_pings_without_data`` 0; gRPC's default stops after two).
+    """
+    return [
+        ("grpc.keepalive_time_ms", _ms(config.keepalive_time)),
+        ("grpc.keepalive_timeout_ms", _ms(config.keepalive_timeout)),
+        ("grpc.http2.ping_timeout_ms", _ms(config.keepalive_timeout)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+def server_options(config: TransportConfig, *, reuse_port: bool = False) -> list[tuple[str, int]]:
+    """Channel arguments for a gRPC server; ``reuse_port`` lets worker processes share a port."""
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
-        ("grpc.keepalive_time_ms", _ms(config.keepalive_time)),
-        ("grpc.keepalive_timeout_ms", _ms(config.keepalive_timeout)),
-        ("grpc.keepalive_permit_without_calls", 1),
+        *_keepalive(config),
         # Accept client pings as often as half the agreed interval: clients use
         # the same keepalive_time, and a ping that arrives a little early must
         # not count as abuse.
         ("grpc.http2.min_ping_interval_without_data_ms", _ms(config.keepalive_time / 2)),
-        ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.so_reuseport", 0),
+        # Off unless asked: a second server on a taken port must fail, not share it.
+        ("grpc.so_reuseport", int(reuse_port)),
     ]
     if config.max_connection_age > 0:
         options += [
@@ -97,10 +115,7 @@ def channel_options(
     options: list[tuple[str, int | str]] = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
-        ("grpc.keepalive_time_ms", _ms(config.keepalive_time)),
-        ("grpc.keepalive_timeout_ms", _ms(config.keepalive_timeout)),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.max_pings_without_data", 0),
+        *_keepalive(config),
         # Reconnect quickly after a server restart; the agent adds its own
         # jittered backoff around whole streams.
         ("grpc.initial_reconnect_backoff_ms", 200),

@@ -3,7 +3,10 @@
 Starts the embedded server (`framewire serve`: ingest with SSD MobileNet v2
 COCO in-process) on a free local port, streams a real video to it with the
 edge agent, prints each frame's detections as they come back, and ends with
-the agent's summary and a snapshot of the server's Prometheus metrics.
+the agent's summary and a snapshot of the server's Prometheus metrics. With
+``--tls`` the loop runs as a deployment should: TLS with a certificate from a
+throwaway CA, and a device token (docs/security.md). Reflection is on, so
+``grpcurl`` can look around.
 
 The video: ``--video PATH``, or else OpenCV's ``vtest.avi`` (people and cars
 on a street) from Debian's ``opencv-doc`` package, fetched once with
@@ -20,6 +23,7 @@ import logging
 import math
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -29,10 +33,11 @@ from types import FrameType
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from framewire.common.auth import entry_line, new_token
 from framewire.common.contract import SERVER_SKIP_REASONS, STAGES
 from framewire.common.exits import ExitCode
 from framewire.common.logs import configure_logging
-from framewire.common.serving import ListenConfig, LoopThread
+from framewire.common.serving import ListenConfig, LoopThread, SecurityConfig
 from framewire.common.settings import parse_wxh
 from framewire.common.transport import TransportConfig
 from framewire.demo.media import MediaError, demo_video
@@ -40,6 +45,7 @@ from framewire.edge_agent import AgentConfig, AgentError, EdgeAgent, ResultEvent
 from framewire.edge_agent.config import with_options
 from framewire.inference import EngineConfig
 from framewire.ingest.config import IngestConfig
+from framewire.ingest.preview import PreviewConfig
 from framewire.ingest.serve_command import ServeConfig, start_serve
 from framewire.ingest.server import IngestServer
 
@@ -61,6 +67,7 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode.SOURCE_FAILED,
     ExitCode.SERVER_UNREACHABLE,
     ExitCode.STREAM_REFUSED,
+    ExitCode.AUTH_REFUSED,
 )
 
 
@@ -84,6 +91,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend", choices=("onnxruntime", "opencv"), help="model runtime (default: from model)"
     )
     parser.add_argument("--quiet", action="store_true", help="do not print each frame")
+    parser.add_argument(
+        "--preview-port", type=int, default=0,
+        help="port of the live preview page on 127.0.0.1 (default: 0, a free port; -1: off)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--track", action=argparse.BooleanOptionalAction, default=True,
+        help="track objects: each detection gets an id (default: on)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="stream over TLS with a throwaway CA's certificate and a device token",
+    )
 
 
 def describe(event: ResultEvent) -> str:
@@ -193,8 +213,10 @@ def run(args: argparse.Namespace) -> int:
                 "resize": args.resize,
                 "blackout": args.blackout,
                 "connect_timeout": AGENT_CONNECT_TIMEOUT,
+                "track": args.track,
             },
         )
+        preview = PreviewConfig(preview_port=args.preview_port)
     except ValueError as error:
         print(f"framewire demo: error: {error}", file=sys.stderr)
         return ExitCode.USAGE
@@ -212,12 +234,60 @@ def run(args: argparse.Namespace) -> int:
         video, origin = found.path, f"{found.description}; licence: {found.licence}"
     print(f"video: {video}\n       {origin}")
 
+    with tempfile.TemporaryDirectory(prefix="framewire-demo-") as scratch:
+        security = SecurityConfig(reflection=True)
+        if args.tls:
+            try:
+                security, agent_config = _throwaway_credentials(Path(scratch), agent_config)
+            except ImportError as error:
+                print(
+                    f"framewire demo --tls: the Python package {error.name!r} is missing; "
+                    "install it with: pip install 'framewire[all]'",
+                    file=sys.stderr,
+                )
+                return ExitCode.FAILURE
+        return _run_loop(args, video, agent_config, security, preview)
+
+
+def _throwaway_credentials(
+    folder: Path, agent_config: AgentConfig
+) -> tuple[SecurityConfig, AgentConfig]:
+    """A CA, a server certificate and a device token for one run, as files in ``folder``."""
+    from framewire.common.throwaway_ca import ThrowawayCA  # noqa: PLC0415 - needs cryptography
+
+    ca = ThrowawayCA("framewire demo CA")
+    ca_file = ca.write(folder, "ca")
+    cert, key = ca.issue(["localhost", "127.0.0.1"]).write(folder, "server")
+    token = new_token()
+    tokens = folder / "tokens"
+    tokens.write_text(entry_line("demo-agent", token, [agent_config.stream.stream_id]) + "\n")
+    token_file = folder / "device-token"
+    token_file.touch(mode=0o600)
+    token_file.write_text(token + "\n")
+    print(
+        f"tls: server certificate from a throwaway CA ({ca_file}); device token for stream "
+        f"{agent_config.stream.stream_id!r} in {token_file}"
+    )
+    security = SecurityConfig(tls_cert=cert, tls_key=key, auth_tokens=tokens, reflection=True)
+    agent_config = with_options(agent_config, {"tls_ca": ca_file, "token_file": token_file})
+    return security, agent_config
+
+
+def _run_loop(
+    args: argparse.Namespace,
+    video: Path,
+    agent_config: AgentConfig,
+    security: SecurityConfig,
+    preview: PreviewConfig,
+) -> int:
+    """Starts the server, streams the video to it, prints the summary and the metrics."""
     engine = EngineConfig(model=args.model, backend=args.backend)
     config = ServeConfig(
         engine=engine,
-        ingest=IngestConfig(),
+        ingest=IngestConfig(preview=preview),
         listen=ListenConfig(host="127.0.0.1", port=0, metrics_host="127.0.0.1", metrics_port=0),
         transport=TransportConfig(),
+        security=security,
     )
     print("starting the server (loading the model)...", flush=True)
     loop = LoopThread("demo-server")
@@ -230,10 +300,13 @@ def run(args: argparse.Namespace) -> int:
         return ExitCode.FAILURE
     model = server.hub.model
     print(
-        f"server: 127.0.0.1:{server.port}, model {model.model_id if model else '?'} "
+        f"server: 127.0.0.1:{server.port}{' (TLS, token required)' if security.tls else ''}, "
+        f"model {model.model_id if model else '?'} "
         f"(ready in {time.monotonic() - started:.1f} s); metrics: "
         f"http://127.0.0.1:{server.metrics_port}/metrics"
     )
+    if server.preview_url:
+        print(f"preview: {server.preview_url} (live, while the demo runs)")
     print(f"agent: streaming {args.frames} frames at {args.resize[0]}x{args.resize[1]}\n")
     agent = EdgeAgent(agent_config, server=f"127.0.0.1:{server.port}", source=str(video))
     status: int = ExitCode.OK

@@ -1,4 +1,4 @@
-"""``--on-detect CMD``: run a command when a result holds the classes someone cares about.
+"""``--on-detect CMD`` and ``--on-enter CMD``: run a command when a result holds what matters.
 
 The seed design's "Action". The agent hands every result to
 :meth:`ActionRunner.offer`, which never blocks: it queues the event (as JSON)
@@ -11,6 +11,7 @@ of the command's stderr and counted.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -20,8 +21,10 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from framewire.v1 import common_pb2
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -216,6 +219,47 @@ class ActionRunner:
                 self.runs,
                 _tail(stderr) or "(empty)",
             )
+
+
+class EntryWatcher:
+    """``--on-enter``: which detections are an object's first sighting (a new track id).
+
+    "A new person entered": a detection of a wanted class whose track id has
+    not been seen before. Ids are numbered per server stream, so the agent
+    calls :meth:`reset` when its stream reconnects. Memory is bounded: the
+    ``remember`` most recently seen ids are kept, enough for any scene a
+    camera can hold; an id forgotten after that long unseen would also be
+    forgotten by the server's tracker.
+    """
+
+    def __init__(self, classes: frozenset[str], *, remember: int = 4096) -> None:
+        if remember < 1:
+            raise ValueError(f"remember {remember}: must be 1 or more")
+        self.classes = classes
+        self.remember = remember
+        self._seen: collections.OrderedDict[int, None] = collections.OrderedDict()
+
+    def entered(self, detections: Iterable[common_pb2.Detection]) -> list[common_pb2.Detection]:
+        """The detections whose track appears for the first time (untracked ones never do)."""
+        new = []
+        for detection in detections:
+            if not detection.HasField("track_id"):
+                continue
+            if self.classes and detection.label not in self.classes:
+                continue
+            track_id = detection.track_id
+            if track_id in self._seen:
+                self._seen.move_to_end(track_id)
+                continue
+            self._seen[track_id] = None
+            if len(self._seen) > self.remember:
+                self._seen.popitem(last=False)
+            new.append(detection)
+        return new
+
+    def reset(self) -> None:
+        """A new connection: its tracks are numbered anew."""
+        self._seen.clear()
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -19,13 +19,13 @@ from collections.abc import Callable
 from typing import Any
 
 from framewire.common.contract import SKIP_REASONS
-from framewire.edge_agent.actions import ActionRunner
+from framewire.edge_agent.actions import ActionRunner, EntryWatcher
 from framewire.edge_agent.capture import CaptureThread
 from framewire.edge_agent.compression import Compressor
 from framewire.edge_agent.config import AgentConfig, with_options
 from framewire.edge_agent.errors import OutputFailed, SourceFailed
 from framewire.edge_agent.ledger import LatestFrame, Ledger, SentFrame
-from framewire.edge_agent.output import ResultEvent, Summary
+from framewire.edge_agent.output import ResultEvent, Summary, detection_json
 from framewire.edge_agent.record import Recorder, RecorderError
 from framewire.edge_agent.sources import FrameSource, SourceError, open_source
 from framewire.edge_agent.stream import AgentStream
@@ -63,6 +63,10 @@ class EdgeAgent:
         self.on_tick: Callable[[], None] = lambda: None
         self._recorder: Recorder | None = None
         self._actions: ActionRunner | None = None
+        # --on-enter: the newcomers' watcher, its runner, and the connection it counts for.
+        self._entries: EntryWatcher | None = None
+        self._enter_actions: ActionRunner | None = None
+        self._entries_connection = 0
         self._stream = AgentStream(
             self.config,
             latest=self._latest,
@@ -145,8 +149,8 @@ class EdgeAgent:
             latencies=list(ledger.latencies),
             detections=collections.Counter(self._detections),
             reconnects=self._stream.reconnects,
-            actions_run=self._actions.runs if self._actions else 0,
-            actions_dropped=self._actions.dropped if self._actions else 0,
+            actions_run=sum(runner.runs for runner in self._runners()),
+            actions_dropped=sum(runner.dropped for runner in self._runners()),
             recorded=self._recorder.frames_written if self._recorder else 0,
         )
 
@@ -176,10 +180,16 @@ class EdgeAgent:
                 raise OutputFailed(str(error)) from error
         if output.on_detect:
             self._actions = ActionRunner(output.on_detect, frozenset(output.on_detect_classes))
+        if output.on_enter:
+            self._entries = EntryWatcher(frozenset(output.on_enter_classes))
+            self._enter_actions = ActionRunner(output.on_enter, frozenset())
+
+    def _runners(self) -> list[ActionRunner]:
+        return [runner for runner in (self._actions, self._enter_actions) if runner is not None]
 
     def _close_outputs(self) -> None:
-        if self._actions is not None:
-            self._actions.close()
+        for runner in self._runners():
+            runner.close()
         if self._recorder is not None:
             self._recorder.close()
 
@@ -191,6 +201,15 @@ class EdgeAgent:
             self._recorder.write(event.frame.image, event.detections, note)
         if self._actions is not None and event.detections:
             self._actions.offer(event.to_json())
+        if self._entries is not None and self._enter_actions is not None and event.detections:
+            if self._stream.reconnects != self._entries_connection:
+                self._entries_connection = self._stream.reconnects
+                self._entries.reset()
+            entered = self._entries.entered(event.detections)
+            if entered:
+                self._enter_actions.offer(
+                    {**event.to_json(), "entered": [detection_json(d) for d in entered]}
+                )
         for listener in self._listeners:
             listener(event)
 

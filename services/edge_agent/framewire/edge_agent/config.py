@@ -12,6 +12,7 @@ from typing import Any
 
 from framewire.common.contract import DEFAULT_MAX_IN_FLIGHT, STREAM_ID_PATTERN, STREAM_ID_RULE
 from framewire.common.settings import option, parse_duration
+from framewire.common.tls import ClientSecurityConfig
 from framewire.common.transport import TransportConfig
 from framewire.edge_agent.compression import CompressionConfig
 
@@ -49,6 +50,11 @@ class StreamOptions:
     )
     follow_hints: bool = option(
         False, "follow the server's FlowHints (frame rate, scale, JPEG quality)"
+    )
+    track: bool = option(
+        False,
+        "ask the server to track objects: each detection gets a track_id, the same for the "
+        "same object across frames (in --output jsonl, --on-detect and --on-enter)",
     )
     connect_timeout: float = option(
         30.0,
@@ -101,6 +107,16 @@ class OutputOptions:
     on_detect_classes: tuple[str, ...] = option(
         (), "labels that trigger --on-detect, comma-separated; empty: any"
     )
+    on_enter: str | None = option(
+        None,
+        "shell command to run when an object is seen for the first time (a new track id, "
+        "e.g. a person entered); gets the result as JSON on stdin with the newcomers in "
+        "'entered'; needs track ids (--track, or a server tracking every stream)",
+        metavar="CMD",
+    )
+    on_enter_classes: tuple[str, ...] = option(
+        ("person",), "labels whose new tracks trigger --on-enter, comma-separated; empty: any"
+    )
     record: Path | None = option(
         None,
         "write the frames as sent, with boxes and labels drawn, to this video (.mp4 or .avi)",
@@ -118,6 +134,7 @@ class AgentConfig:
     compression: CompressionConfig = CompressionConfig()
     output: OutputOptions = OutputOptions()
     transport: TransportConfig = TransportConfig()
+    security: ClientSecurityConfig = ClientSecurityConfig()
 
     def __post_init__(self) -> None:
         stream, capture = self.stream, self.capture

@@ -36,6 +36,12 @@ class StreamRefused(AgentError):
     exit_code = ExitCode.STREAM_REFUSED
 
 
+class AuthRefused(AgentError):
+    """The server refused the token or the certificate, or the TLS handshake failed."""
+
+    exit_code = ExitCode.AUTH_REFUSED
+
+
 class OutputFailed(AgentError):
     """An output (--record) could not be written."""
 
@@ -54,12 +60,14 @@ EXIT_CODES: Final[dict[ExitCode, str]] = {
         ServerUnreachable.exit_code,
         StreamRefused.exit_code,
         OutputFailed.exit_code,
+        AuthRefused.exit_code,
     )
 }
 
 __all__ = [
     "EXIT_CODES",
     "AgentError",
+    "AuthRefused",
     "OutputFailed",
     "ServerUnreachable",
     "SourceFailed",

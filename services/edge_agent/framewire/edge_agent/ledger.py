@@ -61,6 +61,18 @@ class LatestFrame:
             frame, self._frame = self._frame, None
             return frame
 
+    def give_back(self, frame: CapturedFrame) -> None:
+        """Returns a taken frame that could not be sent (the stream broke while it was encoded).
+
+        It waits again unless a newer capture arrived meanwhile, which replaces
+        it as any newer capture would: either way it stays in the books.
+        """
+        with self._lock:
+            if self._frame is None:
+                self._frame = frame
+            else:
+                self.replaced[SUPERSEDED if self.connected else DISCONNECTED] += 1
+
     def discard(self) -> bool:
         """Drops a waiting frame that will never be sent (the run is ending); counts it."""
         with self._lock:

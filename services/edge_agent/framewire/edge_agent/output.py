@@ -4,7 +4,8 @@ The JSON-lines schema (``--output jsonl``), one object per line:
 
 ``{"type": "result", "stream_id": str, "seq": int, "capture_time": RFC 3339 str,
 "latency_ms": float (capture to result, agent clock), "detections": [{"class_id": int,
-"label": str, "score": float, "box": [x_min, y_min, x_max, y_max] (0..1)}], "skipped":
+"label": str, "score": float, "box": [x_min, y_min, x_max, y_max] (0..1), "track_id": int |
+null (the same for the same object across frames; with --track)}], "skipped":
 [{"seq": int, "reason": "superseded"|"stale"}], "error": null | {"code": str, "message":
 str}, "server_ms": {"queue", "decode", "preprocess", "inference", "postprocess", "total"},
 "batch_size": int, "model_id": str, "frame": {"width": int, "height": int, "bytes": int,
@@ -114,23 +115,7 @@ class ResultEvent:
             "seq": self.seq,
             "capture_time": _rfc3339(frame.capture_ns) if frame else None,
             "latency_ms": round(self.latency * 1000, 2) if self.latency is not None else None,
-            "detections": [
-                {
-                    "class_id": detection.class_id,
-                    "label": detection.label,
-                    "score": round(detection.score, 4),
-                    "box": [
-                        round(value, 5)
-                        for value in (
-                            detection.box.x_min,
-                            detection.box.y_min,
-                            detection.box.x_max,
-                            detection.box.y_max,
-                        )
-                    ],
-                }
-                for detection in self.detections
-            ],
+            "detections": [detection_json(detection) for detection in self.detections],
             "skipped": skipped,
             "error": {"code": self.error[0], "message": self.error[1]} if self.error else None,
             "server_ms": {
@@ -149,6 +134,18 @@ class ResultEvent:
                 else None
             ),
         }
+
+
+def detection_json(detection: common_pb2.Detection) -> dict[str, Any]:
+    """One detection as the documented JSON object (see the module docstring)."""
+    box = detection.box
+    return {
+        "class_id": detection.class_id,
+        "label": detection.label,
+        "score": round(detection.score, 4),
+        "box": [round(value, 5) for value in (box.x_min, box.y_min, box.x_max, box.y_max)],
+        "track_id": detection.track_id if detection.HasField("track_id") else None,
+    }
 
 
 def _rfc3339(unix_ns: int) -> str:

@@ -7,7 +7,9 @@ frames are unanswered (and sends an AgentReport every report interval), while
 a receiver task books each answer and hands it on. When the call breaks it
 counts the frames in flight as lost and reconnects with jittered exponential
 backoff, resending its StreamConfig, until ``--connect-timeout`` passes with
-no connection. A refusal that retrying cannot fix ends the run at once.
+no connection. A refusal that retrying cannot fix ends the run at once; so
+does a refused token or certificate, and a failed TLS handshake, each with a
+message that says which it was.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
 import random
 import threading
 import time
@@ -25,15 +28,23 @@ from typing import Final, cast
 import grpc
 
 from framewire.common import __version__
+from framewire.common.auth import TokenFile
 from framewire.common.contract import MAX_REPORT_SAMPLES, SKIP_REASONS
 from framewire.common.protoutil import seconds, timestamp_from_ns
+from framewire.common.tls import (
+    TOKEN_ENV,
+    aio_channel,
+    describe_handshake_failure,
+    probe_handshake,
+)
 from framewire.common.transport import channel_options
 from framewire.edge_agent.compression import Compressor, EncodedFrame
 from framewire.edge_agent.config import AgentConfig
-from framewire.edge_agent.errors import ServerUnreachable, StreamRefused
+from framewire.edge_agent.errors import AgentError, AuthRefused, ServerUnreachable, StreamRefused
 from framewire.edge_agent.ledger import LatestFrame, Ledger, SentFrame
 from framewire.edge_agent.output import ResultEvent
 from framewire.edge_agent.sources import CapturedFrame
+from framewire.edge_agent.window import AdaptiveWindow
 from framewire.v1 import common_pb2, ingest_service_pb2, ingest_service_pb2_grpc
 
 _LOGGER = logging.getLogger(__name__)
@@ -47,12 +58,14 @@ PERMANENT_CODES = frozenset(
         grpc.StatusCode.INVALID_ARGUMENT,
         grpc.StatusCode.NOT_FOUND,
         grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.UNAUTHENTICATED,
         grpc.StatusCode.UNIMPLEMENTED,
         grpc.StatusCode.OUT_OF_RANGE,
     }
 )
+# The server refused who we are: a new token or certificate is needed, not a retry.
+AUTH_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
+# How long the look at a connection that closed at once may take (see probe_handshake).
+HANDSHAKE_PROBE_TIMEOUT = 3.0
 BACKOFF_FIRST = 0.25
 BACKOFF_MAX = 5.0
 # How long a FlowHint's frame rate holds unless the server repeats it.
@@ -126,6 +139,7 @@ class AgentStream:
         self._seq = 0
         # What the server's StreamAccepted said (until then, what we asked for).
         self._max_in_flight = config.stream.max_in_flight
+        self._window = AdaptiveWindow(self._max_in_flight)
         self._max_frame_bytes = 0
         self._report_interval = config.stream.report_interval
         self._max_report_samples = MAX_REPORT_SAMPLES
@@ -134,6 +148,8 @@ class AgentStream:
         self._hint_until = 0.0
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._tls = config.security.client_tls()
+        self._token_file: TokenFile | None = None
 
     def notify(self) -> None:
         """Wakes the sender (from any thread): a frame is waiting, capture ended, or stop."""
@@ -153,6 +169,11 @@ class AgentStream:
         """
         self._keep_images = keep_images
         self._loop = asyncio.get_running_loop()
+        if self.config.security.token_file is not None:
+            try:
+                self._token_file = TokenFile(self.config.security.token_file)
+            except ValueError as error:
+                raise AgentError(str(error)) from error
         self._wake = asyncio.Event()
         self._latest.notify = self.notify
         stream = self.config.stream
@@ -212,13 +233,30 @@ class AgentStream:
             except TimeoutError:
                 return
 
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        """The call's token, from --token-file (read again when it changes) or $FRAMEWIRE_TOKEN."""
+        if self._token_file is not None:
+            try:
+                return self._token_file.metadata()
+            except ValueError as error:
+                raise AgentError(str(error)) from error
+        token = os.environ.get(TOKEN_ENV, "").strip()
+        return (("authorization", f"Bearer {token}"),) if token else ()
+
+    def _channel(self) -> grpc.aio.Channel:
+        """A channel to the server; TLS files are read again for each one, so rotation works."""
+        try:
+            return aio_channel(
+                self.config.stream.server, channel_options(self.config.transport), self._tls
+            )
+        except ValueError as error:
+            raise AgentError(f"cannot use the TLS files: {error}") from error
+
     async def _stream_once(self, encoder: concurrent.futures.Executor) -> None:
-        stream = self.config.stream
-        async with grpc.aio.insecure_channel(
-            stream.server, options=channel_options(self.config.transport)
-        ) as channel:
+        metadata = self._metadata()
+        async with self._channel() as channel:
             stub = ingest_service_pb2_grpc.IngestServiceStub(channel)
-            call: StreamCall = stub.StreamFrames()  # type: ignore[call-arg]
+            call: StreamCall = stub.StreamFrames(metadata=metadata)  # type: ignore[call-arg]
             connected = False
             self._results_this_call = 0
             tasks: list[asyncio.Task[None]] = []
@@ -245,7 +283,7 @@ class AgentStream:
                                 raise task.exception()  # type: ignore[misc]
                 code = await call.code()
                 if code != grpc.StatusCode.OK:
-                    self._refuse_or_retry(code, await call.details(), connected)
+                    await self._refuse_or_retry(code, await call.details(), connected, metadata)
                 if not connected:
                     raise _Retry(
                         "the server ended the stream before accepting it", was_connected=False
@@ -253,19 +291,50 @@ class AgentStream:
                 if not self._nothing_left():
                     raise _Retry("the server ended the stream early", was_connected=True)
             except grpc.aio.AioRpcError as error:
-                self._refuse_or_retry(error.code(), error.details(), connected)
+                await self._refuse_or_retry(error.code(), error.details(), connected, metadata)
             finally:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 call.cancel()
 
-    @staticmethod
-    def _refuse_or_retry(code: grpc.StatusCode, details: str | None, connected: bool) -> None:
-        """Raises StreamRefused for a permanent refusal, _Retry for anything else."""
+    async def _refuse_or_retry(
+        self,
+        code: grpc.StatusCode,
+        details: str | None,
+        connected: bool,
+        metadata: tuple[tuple[str, str], ...],
+    ) -> None:
+        """Raises AuthRefused or StreamRefused for a permanent refusal, _Retry for anything else.
+
+        A stream whose token was revoked after the token file was given a new
+        one (a rotation) reconnects with the new token instead of ending.
+        """
         message = f"{code.name}: {details or 'no details'}"
+        server = self.config.stream.server
+        if code == grpc.StatusCode.UNAUTHENTICATED and connected and self._metadata() != metadata:
+            raise _Retry(
+                "the token was replaced; reconnecting with the new one", was_connected=True
+            )
+        if code in AUTH_CODES:
+            hint = (
+                "give this device's token with --token-file or $" + TOKEN_ENV
+                if code == grpc.StatusCode.UNAUTHENTICATED
+                else f"the token must cover stream id {self.config.stream.stream_id!r}"
+            )
+            raise AuthRefused(f"the server at {server} refused the token: {message} ({hint})")
         if code in PERMANENT_CODES:
             raise StreamRefused(f"the server refused the stream: {message}")
+        if code == grpc.StatusCode.UNAVAILABLE and not connected:
+            reason = describe_handshake_failure(details)
+            if reason is None and "socket closed" in (details or "").lower():
+                # Plaintext against TLS, or a refused client certificate, looks
+                # like a dropped connection to gRPC; ask the server directly.
+                reason = await asyncio.to_thread(
+                    probe_handshake, server, self._tls, HANDSHAKE_PROBE_TIMEOUT
+                )
+            if reason is not None:
+                raise AuthRefused(f"TLS handshake with {server} failed: {reason}")
         raise _Retry(message, was_connected=connected)
 
     def _stream_config(self) -> ingest_service_pb2.StreamConfig:
@@ -276,6 +345,7 @@ class AgentStream:
             class_filter=stream.classes,
             max_in_flight=stream.max_in_flight,
             client_version=CLIENT_VERSION,
+            track=stream.track,
         )
         if stream.score_threshold is not None:
             config.score_threshold = stream.score_threshold
@@ -283,6 +353,7 @@ class AgentStream:
 
     def _accepted(self, accepted: ingest_service_pb2.StreamAccepted) -> None:
         self._max_in_flight = max(1, accepted.max_in_flight)
+        self._window = AdaptiveWindow(self._max_in_flight)
         self._max_frame_bytes = accepted.limits.max_frame_bytes
         self._report_interval = seconds(accepted.limits.report_interval) or (
             self.config.stream.report_interval
@@ -341,11 +412,17 @@ class AgentStream:
                 self._on_change()
             if now > self._hint_until:
                 self._send_interval = 0.0
-            room = len(self._ledger.in_flight) < self._max_in_flight
+            room = len(self._ledger.in_flight) < self._window.size
             if room and self._latest.waiting and not self._stop.is_set() and now >= next_send:
                 captured = self._latest.take()
                 if captured is not None:
-                    encoded = await loop.run_in_executor(encoder, self._encode, captured)
+                    try:
+                        encoded = await loop.run_in_executor(encoder, self._encode, captured)
+                    except BaseException:
+                        # Cancelled (the stream broke) or failed before it was booked
+                        # as sent: it must not drop out of the books.
+                        self._latest.give_back(captured)
+                        raise
                     await self._send_frame(call, captured, encoded)
                     next_send = now + self._send_interval
                     continue
@@ -430,8 +507,13 @@ class AgentStream:
             if kind == "result":
                 self._results_this_call += 1
                 result = response.result
-                answer = self._ledger.on_result(result, time.time_ns())
+                received_ns = time.time_ns()
+                answer = self._ledger.on_result(result, received_ns)
                 self._observe(result)
+                if answer.frame is not None and result.timings.HasField("total"):
+                    self._window.observe(
+                        (received_ns - answer.frame.sent_ns) / 1e9, seconds(result.timings.total)
+                    )
                 latency = None
                 if answer.frame is not None:
                     latency = self._ledger.latencies[-1]

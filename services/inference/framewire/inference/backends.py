@@ -11,8 +11,11 @@ The interface is shaped for batched accelerators as much as for CPUs:
 - The engine warms every backend up with a full ``max_batch`` before it
   reports SERVING, so lazy allocation and kernel selection happen then.
 
-``run`` is called by one thread at a time (the engine holds a lock around
-it); everything else may be called from any thread.
+``run`` is called by one thread at a time, unless the backend declares
+``concurrent_runs``: then up to ``concurrent_batches`` runs overlap, each on
+its own input batch. ONNX Runtime sessions are made for that, and on a CPU
+two overlapping runs keep the cores busy where one leaves them idle between
+its operators. Everything else may be called from any thread.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class Backend(abc.ABC):
     """A loaded model behind one runtime."""
 
     name: ClassVar[str]
+    # Whether run() may be called from several threads at once (see the module docstring).
+    concurrent_runs: ClassVar[bool] = False
 
     def __init__(self, signature: ModelSignature) -> None:
         self.signature = signature
@@ -73,6 +78,7 @@ class OnnxRuntimeBackend(Backend):
     """ONNX Runtime: CPU by default; CUDA when onnxruntime-gpu provides it."""
 
     name = "onnxruntime"
+    concurrent_runs = True  # InferenceSession.run is thread-safe
 
     def __init__(
         self, path: Path, *, intra_op_threads: int, device: str, spin_wait: bool = False

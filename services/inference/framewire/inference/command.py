@@ -1,7 +1,8 @@
 """``framewire inference``: the batched model service on its own port.
 
 Exit status: 0 after a clean stop on SIGTERM or SIGINT, 1 when the server
-cannot start (port taken, model cannot be loaded), 2 for a bad setting.
+cannot start (port taken, TLS or token file unusable, model cannot be
+loaded), 2 for a bad setting.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 
 from framewire.common import settings
 from framewire.common.exits import SERVER_EXIT_CODES, ExitCode
@@ -24,8 +26,8 @@ _LOGGER = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "Run InferenceService: batched object detection on JPEG images over gRPC, with "
-    "grpc.health.v1 (SERVING once the model is loaded and warmed up), reflection and "
-    "Prometheus metrics. Without --model it runs SSD MobileNet v2 COCO on OpenCV."
+    "grpc.health.v1 (SERVING once the model is loaded and warmed up), reflection with "
+    "--reflection, and Prometheus metrics. Without --model it runs SSD MobileNet v2 COCO on OpenCV."
 )
 EXIT_CODES = SERVER_EXIT_CODES
 
@@ -47,12 +49,27 @@ def run(args: argparse.Namespace) -> int:
     return run_event_loop(lambda: serve(config))
 
 
-async def serve(config: InferenceServerConfig) -> int:
+def serve_inference(
+    config: InferenceServerConfig, on_ready: Callable[[InferenceServer], None]
+) -> int:
+    """Serves ``config`` in this process until a signal; ``on_ready`` runs once it is SERVING.
+
+    What `framewire serve --workers` runs in its model process.
+    """
+    configure_logging(config.listen.log_level, config.listen.log_format)
+    return run_event_loop(lambda: serve(config, on_ready=on_ready))
+
+
+async def serve(
+    config: InferenceServerConfig,
+    *,
+    on_ready: Callable[[InferenceServer], None] = lambda server: None,
+) -> int:
     """Starts the server, loads the model, and serves until a signal arrives."""
     stop_signal = asyncio.ensure_future(wait_for_signal())
     try:
         server = await InferenceServer.start(config)
-    except OSError as error:
+    except (OSError, ValueError) as error:
         stop_signal.cancel()
         _LOGGER.error("cannot start: %s", error)
         return ExitCode.FAILURE
@@ -67,6 +84,8 @@ async def serve(config: InferenceServerConfig) -> int:
             _LOGGER.error("cannot load the model", exc_info=failure)
         await server.stop(0)
         return ExitCode.FAILURE
+    if ready.done():
+        on_ready(server)
     number = await stop_signal
     _LOGGER.info(
         "%s received: stopping (up to %.1f s for calls in flight)",

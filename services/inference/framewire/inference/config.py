@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from framewire.common.contract import MAX_FRAME_PIXELS
-from framewire.common.serving import ListenConfig
+from framewire.common.serving import ListenConfig, SecurityConfig
 from framewire.common.settings import option
 from framewire.common.transport import TransportConfig
 from framewire.inference.heads import SsdHead, YoloV8Head
@@ -97,6 +97,11 @@ class EngineConfig:
         "largest image accepted, in pixels (width x height, read from the JPEG header "
         "before decoding); larger ones get RESOURCE_EXHAUSTED",
     )
+    max_image_pixels_per_byte: int = option(
+        1000,
+        "an image whose JPEG header declares more pixels per byte of data than this is "
+        "refused as truncated or crafted, before decoding (real JPEGs: at most about 256)",
+    )
     device: str = option(
         "auto",
         "where onnxruntime runs: auto uses CUDA when onnxruntime-gpu provides it, else CPU",
@@ -120,7 +125,8 @@ class EngineConfig:
     concurrent_batches: int = option(
         2,
         "batches prepared or run at once, each with its own preallocated input buffer: "
-        "2 lets one batch decode while another runs on the model",
+        "2 lets one batch decode while another runs on the model, and on ONNX Runtime, "
+        "whose runs may overlap, keeps the cores busy between one run's operators",
     )
 
     def __post_init__(self) -> None:
@@ -139,8 +145,8 @@ class EngineConfig:
             raise ValueError("max_detections must be at least 1")
         if self.max_nms_candidates < self.max_detections:
             raise ValueError("max_nms_candidates must be at least max_detections")
-        if self.max_image_pixels < 1:
-            raise ValueError("max_image_pixels must be at least 1")
+        if self.max_image_pixels < 1 or self.max_image_pixels_per_byte < 1:
+            raise ValueError("max_image_pixels and max_image_pixels_per_byte must be at least 1")
         if self.intra_op_threads < 0 or self.decode_threads < 0:
             raise ValueError("intra_op_threads and decode_threads must not be negative")
         if self.concurrent_batches < 1:
@@ -162,6 +168,7 @@ class InferenceServerConfig:
     engine: EngineConfig = EngineConfig()
     listen: ListenConfig = ListenConfig()
     transport: TransportConfig = TransportConfig()
+    security: SecurityConfig = SecurityConfig()
     max_queued_calls: int = option(
         64,
         "Detect calls waiting for a free batch slot; more are refused with RESOURCE_EXHAUSTED",

@@ -252,7 +252,7 @@ class NullEngine(Engine):
     ) -> None:
         for index in options:
             try:
-                check_header(images[index], self.config.max_image_pixels)
+                check_header(images[index], self.config)
             except FramewireError as error:
                 errors[index] = error
 
@@ -288,7 +288,11 @@ class ModelEngine(Engine):
         )
         self.head = model.head
         self._spec = model.spec
-        self._model_lock = threading.Lock()
+        # How many batches may run on the model at once: one, or for a backend
+        # whose runs may overlap, one per preallocated input batch.
+        self._model_slots = threading.BoundedSemaphore(
+            config.concurrent_batches if model.backend.concurrent_runs else 1
+        )
         self._batches = InputBatches(
             model.backend, model.spec, config.max_batch, config.concurrent_batches
         )
@@ -317,7 +321,7 @@ class ModelEngine(Engine):
     ) -> _Prepared:
         """Checks, decodes and fits one image into ``batch[slot]`` (on the decode pool)."""
         started = time.perf_counter()
-        header = check_header(image, self.config.max_image_pixels)
+        header = check_header(image, self.config)
         pixels = decode_rgb(image.data)
         if pixels.shape[:2] != (header.height, header.width):
             raise invalid_argument(
@@ -361,7 +365,7 @@ class ModelEngine(Engine):
             count = len(prepared)
             try:
                 waiting = time.perf_counter()
-                with self._model_lock:
+                with self._model_slots:
                     model_started = time.perf_counter()
                     outputs = self.backend.run(batch[: self._spec.fixed_batch or count])
                     model_seconds = time.perf_counter() - model_started

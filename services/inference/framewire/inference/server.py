@@ -110,7 +110,8 @@ class InferenceServer:
     ) -> InferenceServer:
         """Binds the port (health NOT_SERVING) and starts loading the model in a thread.
 
-        Raises :class:`OSError` when a port cannot be bound. Call :meth:`ready`
+        Raises :class:`OSError` when a port cannot be bound and :class:`ValueError`
+        when a TLS or token file cannot be used. Call :meth:`ready`
         to wait for the model and report SERVING.
         """
         registry = registry if registry is not None else CollectorRegistry()
@@ -124,6 +125,7 @@ class InferenceServer:
             register=lambda server: (
                 inference_service_pb2_grpc.add_InferenceServiceServicer_to_server(servicer, server)
             ),
+            security=config.security,
         )
         metrics_endpoint = None
         try:

@@ -17,8 +17,11 @@ from framewire.inference.heads import DecodeOptions
 from framewire.v1 import common_pb2, inference_service_pb2
 
 
-def check_header(image: inference_service_pb2.Image, max_image_pixels: int) -> ImageHeader:
-    """Checks an image before decoding it: encoding, format, truncation, size, pixel limit."""
+def check_header(image: inference_service_pb2.Image, config: EngineConfig) -> ImageHeader:
+    """Checks an image before decoding it: encoding, format, truncation, size, pixel limits.
+
+    A width or height of 0 is "not declared": the header's is taken.
+    """
     if image.encoding == common_pb2.ENCODING_UNSPECIFIED:
         raise invalid_argument("the image encoding is ENCODING_UNSPECIFIED: set ENCODING_JPEG")
     if image.encoding != common_pb2.ENCODING_JPEG:
@@ -42,11 +45,17 @@ def check_header(image: inference_service_pb2.Image, max_image_pixels: int) -> I
         raise invalid_argument(
             f"declared {declared} but the JPEG header says {header.width}x{header.height}"
         )
-    if header.pixels > max_image_pixels:
+    if header.pixels > config.max_image_pixels:
         raise resource_exhausted(
             f"the image is {header.width}x{header.height} = {header.pixels} pixels, more "
-            f"than this server's limit of {max_image_pixels} "
+            f"than this server's limit of {config.max_image_pixels} "
             "(GetModelInfo max_image_pixels)"
+        )
+    if header.pixels > len(image.data) * config.max_image_pixels_per_byte:
+        raise invalid_argument(
+            f"{len(image.data)} bytes cannot hold a {header.width}x{header.height} JPEG "
+            f"(more than {config.max_image_pixels_per_byte} pixels per byte): "
+            "the data is truncated or crafted"
         )
     return header
 

@@ -31,8 +31,11 @@ from framewire.common.protoutil import duration, seconds
 from framewire.common.serving import log_task_failure
 from framewire.ingest.config import IngestConfig
 from framewire.ingest.metrics import IngestMetrics
+from framewire.ingest.observer import StreamObserver
+from framewire.ingest.scheduling import CostModel, batch_limit, plan_batch
 from framewire.ingest.streams import PendingFrame, StreamSession, failed_result
 from framewire.ingest.targets import InferenceTarget, unavailable_everywhere
+from framewire.ingest.tracking import Tracking, frame_time
 from framewire.v1 import common_pb2, inference_service_pb2, ingest_service_pb2
 
 _LOGGER = logging.getLogger(__name__)
@@ -60,6 +63,10 @@ class Batcher:
         self._next_target = 0
         self._batches: set[asyncio.Task[None]] = set()
         self._hurry = False  # drain: send what is waiting without delay
+        # What a batch of each size costs at each target, learned from its answers.
+        self._costs = {target: CostModel() for target in self._targets}
+        self.tracking = Tracking(config.tracking)
+        self.observer = StreamObserver()
 
     @property
     def max_batch(self) -> int:
@@ -81,13 +88,17 @@ class Batcher:
         """Makes the loop look again (a target changed, a stream closed)."""
         self._wake.set()
 
-    def stream_opened(self) -> None:
+    def stream_opened(self, session: StreamSession) -> None:
         self._open_streams += 1
+        if session.settings.track:
+            threshold = self.tracking.start(session.key, session.settings.score_threshold)
+            session.options.score_threshold = threshold
 
     def stream_closed(self, session: StreamSession) -> None:
         """Forgets a stream; its frames in flight are answered into the void."""
         self._open_streams -= 1
         self._line.pop(session.key, None)
+        self.tracking.stop(session.key)
         self._wake.set()
 
     def offer(self, session: StreamSession) -> None:
@@ -131,7 +142,7 @@ class Batcher:
             full = len(self._line) >= self.max_batch or len(self._line) >= self._open_streams
             if not (full or self._hurry or now >= ready_at):
                 return ready_at - now
-            batch = self._take(now)
+            batch = self._take(target, now)
             if batch:
                 self._dispatch(target, batch)
         return None
@@ -145,18 +156,37 @@ class Batcher:
                 return target
         return None
 
-    def _take(self, now: float) -> list[PendingFrame]:
-        batch: list[PendingFrame] = []
-        limit = self.max_batch
-        turns = sorted(self._line.values(), key=lambda s: (s.last_served, s.slot_since))
-        for session in turns:
-            if len(batch) >= limit:
-                break
+    def _take(self, target: InferenceTarget, now: float) -> list[PendingFrame]:
+        """Takes the next batch for ``target``, skipping frames that cannot make their budget."""
+        turns: list[tuple[StreamSession, PendingFrame]] = []
+        for session in sorted(self._line.values(), key=lambda s: (s.last_served, s.slot_since)):
+            if session.slot is None:  # emptied meanwhile (the stream ended)
+                del self._line[session.key]
+            else:
+                turns.append((session, session.slot))
+        cost = self._costs[target]
+        free_slots = sum(
+            max(0, candidate.capacity - candidate.in_flight)
+            for candidate in self._targets
+            if candidate.usable
+        )
+        plan = plan_batch(
+            [now - pending.received_at for _, pending in turns],
+            cost,
+            budget=self._config.max_frame_age,
+            max_batch=batch_limit(len(turns), free_slots, cost, self.max_batch),
+        )
+        for index in plan.skip:
+            session = turns[index][0]
             del self._line[session.key]
-            pending = session.take(now, self._config.max_frame_age)
-            if pending is not None:
-                session.last_served = now
-                batch.append(pending)
+            session.skip_slot()
+        batch: list[PendingFrame] = []
+        for index in plan.send:
+            session, pending = turns[index]
+            del self._line[session.key]
+            session.take_slot()
+            session.last_served = now
+            batch.append(pending)
         return batch
 
     def _fail_waiting(self, error: FramewireError) -> None:
@@ -190,7 +220,8 @@ class Batcher:
             )
             image.options.CopyFrom(pending.session.options)
         try:
-            response = await self._detect(target, request)
+            response, answered_by = await self._detect(target, request)
+            self._costs[answered_by].observe(len(batch), self._clock() - dispatched)
         except FramewireError as error:
             response = None
             failure = error
@@ -226,11 +257,16 @@ class Batcher:
             timings.total.CopyFrom(duration(total))
             if not result.HasField("error"):
                 self._observe(timings, queue, total)
+                self.tracking.apply(
+                    session.key, frame_time(pending.frame, pending.received_at), result
+                )
+                self.observer.frame_processed(session, pending.frame, result)
             session.complete(pending.seq, result)
 
     async def _detect(
         self, target: InferenceTarget, request: inference_service_pb2.DetectRequest
-    ) -> inference_service_pb2.DetectResponse:
+    ) -> tuple[inference_service_pb2.DetectResponse, InferenceTarget]:
+        """Runs the batch, once more elsewhere if the target is unavailable; says who answered."""
         try:
             response = await target.detect(request)
         except FramewireError as error:
@@ -249,7 +285,7 @@ class Batcher:
         finally:
             target.in_flight -= 1
         self._metrics.target_batches.labels(target=target.name, outcome="ok").inc()
-        return response
+        return response, target
 
     def _retry_target(
         self, failed: InferenceTarget, error: FramewireError

@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 
 from framewire.common import __version__, errors
+from framewire.common.auth import StreamLease, TokenAuthenticator
 from framewire.common.errors import FramewireError
 from framewire.common.protoutil import duration
 from framewire.common.serving import log_task_failure
@@ -27,6 +28,7 @@ from framewire.ingest import hints, reports
 from framewire.ingest.batcher import Batcher
 from framewire.ingest.config import IngestConfig
 from framewire.ingest.metrics import IngestMetrics
+from framewire.ingest.observer import StreamObserver
 from framewire.ingest.streams import Outcome, StreamSession, StreamSettings
 from framewire.ingest.targets import InferenceTarget, ModelDescription
 from framewire.ingest.validation import (
@@ -51,7 +53,7 @@ class _Stream:
             opened_at=time.monotonic(), tokens=float(report_limits.burst)
         )
         self.warned_about_reports = False
-        self.results_written = 0
+        self.unread = reports.UnreadResults()
         self.writable = asyncio.Event()  # something to write, or the session finished
         self.readable = asyncio.Event()  # room in the window to read another request
         self.reader: asyncio.Task[None] | None = None
@@ -72,8 +74,10 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
         config: IngestConfig,
         targets: Sequence[InferenceTarget],
         metrics: IngestMetrics,
+        authenticator: TokenAuthenticator | None = None,
     ) -> None:
         self._config = config
+        self._authenticator = authenticator
         self._targets = list(targets)
         self._metrics = metrics
         self.batcher = Batcher(config, targets, metrics)
@@ -85,6 +89,11 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
         self._all_closed = asyncio.Event()
         self._all_closed.set()
         self._model: ModelDescription | None = None
+        self.observer = StreamObserver()
+
+    def observe(self, observer: StreamObserver) -> None:
+        """Hands every stream's life to ``observer`` (the live preview)."""
+        self.observer = self.batcher.observer = observer
 
     @property
     def model(self) -> ModelDescription | None:
@@ -146,14 +155,18 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
     ) -> None:
         try:
             settings, model = await self._open(requests)
+            lease = self._authorize(context, settings.stream_id)
         except FramewireError as error:
             await self._abort(context, error)
             return
         session = StreamSession(next(self._keys), settings, on_outcome=self._metrics.count_outcome)
         stream = _Stream(session, self._report_limits)
+        if lease is not None:
+            lease.on_revoked = lambda error: self._revoke(stream, error)
         self._streams[session.key] = stream
         self._all_closed.clear()
-        self.batcher.stream_opened()
+        self.batcher.stream_opened(session)
+        self.observer.stream_opened(session)
         _LOGGER.info(
             "stream %s opened (%s, max_in_flight %d)",
             settings.stream_id,
@@ -177,6 +190,8 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
                     errors.unavailable("the server is shutting down; reconnect to another replica"),
                 )
         finally:
+            if lease is not None:
+                lease.close()
             if stream.reader is not None:
                 stream.reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -184,6 +199,7 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
             session.abandon()
             del self._streams[session.key]
             self.batcher.stream_closed(session)
+            self.observer.stream_closed(session)
             if not self._streams:
                 self._all_closed.set()
             _LOGGER.info(
@@ -223,6 +239,26 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
                 f"the first message of a stream must be a StreamConfig, not {kind or 'empty'}"
             )
         return stream_settings(first.config, model, self._config), model
+
+    def _authorize(
+        self, context: grpc.aio.ServicerContext[Any, Any], stream_id: str
+    ) -> StreamLease | None:
+        """Counts the stream against its token: PERMISSION_DENIED or RESOURCE_EXHAUSTED if not.
+
+        The auth interceptor already refused calls without a valid token; this
+        finds which token it was, now that the stream id is known.
+        """
+        if self._authenticator is None:
+            return None
+        token = self._authenticator.authenticate(context.invocation_metadata())
+        return self._authenticator.open_stream(token, stream_id)
+
+    @staticmethod
+    def _revoke(stream: _Stream, error: FramewireError) -> None:
+        """Ends a stream whose token was revoked: stop reading, then abort with ``error``."""
+        if stream.reader is not None:
+            stream.reader.cancel()
+        stream.session.fail(error)
 
     async def _read(
         self, stream: _Stream, requests: AsyncIterator[ingest_service_pb2.StreamFramesRequest]
@@ -268,13 +304,16 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
         while True:
             response = session.next_response()
             if response is not None:
+                kind = response.WhichOneof("kind")
+                if kind == "result":
+                    # Counted before the write: the client may read it and acknowledge
+                    # it in a report before context.write returns here.
+                    stream.unread.wrote(time.monotonic())
                 await context.write(response)
                 session.delivered_response(response)
-                kind = response.WhichOneof("kind")
                 if kind == "hint":
                     self._metrics.flow_hints.inc()
                 elif kind == "result":
-                    stream.results_written += 1
                     self._check_unread(stream)
                 continue
             if session.finished:
@@ -287,8 +326,8 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
         check_frame(frame, session.last_seq, self._config)
         self._metrics.frames_received.inc()
         self._metrics.frame_bytes.inc(len(frame.data))
+        problem = check_image(frame, self._config)  # fills in a width or height of 0
         stream.hints.saw_frame(frame.width, frame.height, len(frame.data))
-        problem = check_image(frame, self._config)
         if problem is not None:
             session.reject(frame, problem)
         elif session.accept(frame, time.monotonic()):
@@ -307,23 +346,30 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
             self._report_limits,
             now=now,
             received=session.received,
-            results=stream.results_written,
+            results=stream.unread.written,
         )
         if rejection is not None:
             self._reject_report(stream, rejection)
             return
+        stream.unread.acknowledge(stream.reports.acknowledged)
         self._metrics.count_report(report)
+        self.observer.report_received(stream.session, report)
 
     def _check_unread(self, stream: _Stream) -> None:
-        """Ends a stream whose client leaves too many results unread (it must not use the model)."""
-        unread = reports.unread_results(stream.reports, stream.results_written)
-        limit = self._config.max_unread_results
-        if unread > limit:
+        """Ends a stream whose client stopped reading its results (it must not use the model)."""
+        config = self._config
+        unread = stream.unread
+        now = time.monotonic()
+        if reports.too_many_unread(
+            unread, now, limit=config.max_unread_results, max_age=config.max_unread_age
+        ):
             stream.session.fail(
                 errors.resource_exhausted(
-                    f"{unread} results were written to this stream and not acknowledged, over "
-                    f"the limit of {limit}: read the responses and send AgentReports with "
-                    "results_received (every ServerLimits.report_interval)"
+                    f"{unread.unread} results were written to this stream and not acknowledged, "
+                    f"the oldest {unread.oldest_age(now):.1f}s ago (limits: "
+                    f"{config.max_unread_results} results, {config.max_unread_age:g}s): read "
+                    "the responses and send AgentReports with results_received every "
+                    "ServerLimits.report_interval"
                 )
             )
 
@@ -364,6 +410,7 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
                 max_report_samples=config.max_report_samples,
                 report_interval=duration(config.report_interval),
                 max_unread_results=config.max_unread_results,
+                max_unread_age=duration(config.max_unread_age),
                 max_reports_per_second=config.report_rate,
             ),
         )

@@ -15,8 +15,9 @@ report interval, plus a full window in flight.
 
 from __future__ import annotations
 
+import collections
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from framewire.common.protoutil import seconds
 from framewire.v1 import ingest_service_pb2
@@ -123,6 +124,36 @@ def judge(
     return None
 
 
-def unread_results(books: ReportBooks, results: int) -> int:
-    """FrameResults written to the stream that its client has not acknowledged reading."""
-    return results - books.acknowledged
+@dataclass
+class UnreadResults:
+    """FrameResults written to a stream and not yet acknowledged, with when each was written."""
+
+    written: int = 0
+    acknowledged: int = 0
+    _written_at: collections.deque[float] = field(default_factory=collections.deque)
+
+    @property
+    def unread(self) -> int:
+        return self.written - self.acknowledged
+
+    def wrote(self, now: float) -> None:
+        """One more FrameResult went out at ``now`` (monotonic seconds)."""
+        self.written += 1
+        self._written_at.append(now)
+
+    def acknowledge(self, count: int) -> None:
+        """The client says it has read ``count`` results of this call so far."""
+        while self.acknowledged < min(count, self.written):
+            self._written_at.popleft()
+            self.acknowledged += 1
+
+    def oldest_age(self, now: float) -> float:
+        """How long the oldest unacknowledged result has waited to be acknowledged."""
+        return now - self._written_at[0] if self._written_at else 0.0
+
+
+def too_many_unread(unread: UnreadResults, now: float, *, limit: int, max_age: float) -> bool:
+    """Whether a client has stopped reading: more than ``limit`` results unacknowledged, the
+    oldest for longer than ``max_age``. A fast client that acknowledges every report interval
+    can run far past ``limit`` between reports without ever meeting the age."""
+    return unread.unread > limit and unread.oldest_age(now) > max_age

@@ -29,9 +29,19 @@ def parse_config(command: str, cls: type[T], args: argparse.Namespace) -> T | No
 
 
 def serve_until_signal(
-    command: str, listen: ListenConfig, start: Callable[[], Awaitable[IngestServer]]
+    command: str,
+    listen: ListenConfig,
+    start: Callable[[], Awaitable[IngestServer]],
+    *,
+    on_ready: Callable[[IngestServer], None] = lambda server: None,
+    announce: bool = True,
 ) -> int:
-    """Starts the server, runs until SIGTERM or SIGINT, then drains within the grace period."""
+    """Starts the server, runs until SIGTERM or SIGINT, then drains within the grace period.
+
+    ``on_ready`` runs once the server is started; ``announce`` logs the
+    ``IngestService serving on`` line that says the port is ready (a worker
+    of a ``--workers`` group leaves that line to its supervisor).
+    """
     configure_logging(listen.log_level, listen.log_format)
 
     async def main() -> int:
@@ -41,7 +51,11 @@ def serve_until_signal(
             _LOGGER.error("framewire %s could not start: %s", command, error)
             return ExitCode.FAILURE
         metrics = f"metrics on port {server.metrics_port}" if server.metrics_port else "no metrics"
-        _LOGGER.info("IngestService serving on %s:%d (%s)", listen.host, server.port, metrics)
+        if announce:
+            _LOGGER.info("IngestService serving on %s:%d (%s)", listen.host, server.port, metrics)
+        else:
+            _LOGGER.info("%s ready on %s:%d (%s)", command, listen.host, server.port, metrics)
+        on_ready(server)
         received = await wait_for_signal()
         _LOGGER.info("signal %d: draining streams for up to %gs", received, listen.shutdown_grace)
         await server.stop(listen.shutdown_grace)

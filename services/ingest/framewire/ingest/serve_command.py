@@ -17,13 +17,15 @@ from prometheus_client import CollectorRegistry
 
 from framewire.common import settings
 from framewire.common.exits import SERVER_EXIT_CODES, ExitCode
-from framewire.common.serving import ListenConfig
+from framewire.common.serving import ListenConfig, SecurityConfig
 from framewire.common.transport import TransportConfig
 from framewire.inference import Engine, EngineConfig
-from framewire.ingest.config import IngestConfig
+from framewire.inference.config import InferenceServerConfig
+from framewire.ingest.config import IngestConfig, IngestServerConfig, TargetsConfig, WorkersConfig
 from framewire.ingest.runner import parse_config, serve_until_signal
 from framewire.ingest.server import IngestServer, start_ingest_server
 from framewire.ingest.targets import LocalTarget
+from framewire.ingest.workers import supervise
 
 DESCRIPTION = (
     "Run ingest with an in-process model on one port: devices stream frames, the model "
@@ -42,13 +44,15 @@ class ServeConfig:
     """
 
     DERIVED: ClassVar[frozenset[str]] = frozenset(
-        {"max_batch", "concurrent_batches", "max_image_pixels"}
+        {"max_batch", "concurrent_batches", "max_image_pixels", "max_image_pixels_per_byte"}
     )
 
     engine: EngineConfig = EngineConfig()
     ingest: IngestConfig = IngestConfig()
     listen: ListenConfig = ListenConfig()
     transport: TransportConfig = TransportConfig()
+    security: SecurityConfig = SecurityConfig()
+    workers: WorkersConfig = WorkersConfig()
 
     def __post_init__(self) -> None:
         engine = dataclasses.replace(
@@ -56,6 +60,7 @@ class ServeConfig:
             max_batch=self.ingest.max_batch_size,
             concurrent_batches=self.ingest.batches_in_flight,
             max_image_pixels=self.ingest.max_frame_pixels,
+            max_image_pixels_per_byte=self.ingest.max_frame_pixels_per_byte,
         )
         object.__setattr__(self, "engine", engine)
 
@@ -67,7 +72,12 @@ async def start_serve(config: ServeConfig) -> IngestServer:
     target = LocalTarget(engine, capacity=config.ingest.batches_in_flight)
     try:
         server = await start_ingest_server(
-            config.ingest, config.listen, config.transport, [target], registry=registry
+            config.ingest,
+            config.listen,
+            config.transport,
+            [target],
+            registry=registry,
+            security=config.security,
         )
     except BaseException:
         await target.close()
@@ -85,4 +95,42 @@ def run(args: argparse.Namespace) -> int:
     config = parse_config("serve", ServeConfig, args)
     if config is None:
         return ExitCode.USAGE
+    if config.workers.workers > 1:
+        return supervise(
+            "serve",
+            config.listen,
+            config.workers.workers,
+            lambda listen, targets: ingest_worker_config(config, listen, targets),
+            inference_config=model_worker_config(config),
+        )
     return serve_until_signal("serve", config.listen, lambda: start_serve(config))
+
+
+def model_worker_config(config: ServeConfig) -> InferenceServerConfig:
+    """`serve --workers`: the one model process, on a loopback port of its own.
+
+    The hop from the ingest workers to it never leaves the machine, so it
+    needs neither TLS nor tokens; devices still meet both at the ingest port.
+    """
+    listen = dataclasses.replace(
+        config.listen,
+        host="127.0.0.1",
+        port=0,
+        metrics_host="127.0.0.1",
+        metrics_port=0,
+        health_port=-1,
+    )
+    return InferenceServerConfig(engine=config.engine, listen=listen, transport=config.transport)
+
+
+def ingest_worker_config(
+    config: ServeConfig, listen: ListenConfig, targets: tuple[str, ...]
+) -> IngestServerConfig:
+    """`serve --workers`: one ingest worker, sending its batches to the model process."""
+    return IngestServerConfig(
+        targets=TargetsConfig(inference=targets),
+        ingest=config.ingest,
+        listen=listen,
+        transport=config.transport,
+        security=config.security,
+    )

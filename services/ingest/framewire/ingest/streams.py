@@ -62,6 +62,8 @@ class StreamSettings:
     class_filter: tuple[str, ...]
     max_in_flight: int
     client_version: str
+    # Track ids wanted (StreamConfig.track, or the server's --track).
+    track: bool = False
 
     def detect_options(self) -> inference_service_pb2.DetectOptions:
         """The per-image options sent to the model for this stream's frames."""
@@ -175,6 +177,17 @@ class StreamSession:
             self._on_outcome(Outcome.ABANDONED)
 
     # -- what the batcher does ------------------------------------------------
+
+    def take_slot(self) -> PendingFrame | None:
+        """Empties the slot for a batch that the scheduler says will finish in time."""
+        pending, self.slot = self.slot, None
+        return pending
+
+    def skip_slot(self) -> None:
+        """Skips the waiting frame as stale: it could not be answered within the budget."""
+        pending, self.slot = self.slot, None
+        if pending is not None:
+            self._skip(pending.seq, Outcome.STALE)
 
     def take(self, now: float, max_age: float) -> PendingFrame | None:
         """Empties the slot for a batch; a frame older than ``max_age`` is skipped as stale."""

@@ -20,7 +20,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from framewire.common import errors
+from framewire.common.auth import TokenFile
 from framewire.common.errors import FramewireError
+from framewire.common.tls import ClientTls, aio_channel
 from framewire.common.transport import TransportConfig, channel_options
 from framewire.v1 import inference_service_pb2, inference_service_pb2_grpc
 
@@ -147,17 +149,25 @@ class RemoteTarget(InferenceTarget):
     ``host:port`` is one replica; ``dns:///name:port`` is every address the
     name resolves to, with calls spread round-robin by gRPC. Usability follows
     the replicas' own ``grpc.health.v1`` Watch stream, so a replica that is
-    still warming up or draining receives nothing.
+    still warming up or draining receives nothing. ``tls`` makes the channel
+    TLS (mTLS with a client certificate); ``token`` is sent with every call
+    but health checks, which need none.
     """
 
     def __init__(
-        self, address: str, capacity: int, transport: TransportConfig, timeout: float
+        self,
+        address: str,
+        capacity: int,
+        transport: TransportConfig,
+        timeout: float,
+        *,
+        tls: ClientTls | None = None,
+        token: TokenFile | None = None,
     ) -> None:
         super().__init__(address, capacity)
         self._timeout = timeout
-        self._channel = grpc.aio.insecure_channel(
-            address, options=channel_options(transport, round_robin=True)
-        )
+        self._token = token
+        self._channel = aio_channel(address, channel_options(transport, round_robin=True), tls)
         self._stub = inference_service_pb2_grpc.InferenceServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._watch: asyncio.Task[None] | None = None
@@ -191,7 +201,9 @@ class RemoteTarget(InferenceTarget):
                     if response.status == health_pb2.HealthCheckResponse.SERVING:
                         if self.model is None:
                             info = await self._stub.GetModelInfo(
-                                inference_service_pb2.GetModelInfoRequest(), timeout=self._timeout
+                                inference_service_pb2.GetModelInfoRequest(),
+                                timeout=self._timeout,
+                                metadata=self._metadata(),
                             )
                             self.model = describe(info)
                         failures = 0
@@ -219,7 +231,7 @@ class RemoteTarget(InferenceTarget):
     ) -> inference_service_pb2.DetectResponse:
         try:
             response: inference_service_pb2.DetectResponse = await self._stub.Detect(
-                request, timeout=self._timeout
+                request, timeout=self._timeout, metadata=self._metadata()
             )
         except grpc.aio.AioRpcError as error:
             if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
@@ -230,6 +242,12 @@ class RemoteTarget(InferenceTarget):
                 error.code(), f"inference target {self.name}: {error.details()}"
             ) from error
         return response
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        try:
+            return self._token.metadata() if self._token is not None else ()
+        except ValueError as error:
+            raise FramewireError(grpc.StatusCode.UNAUTHENTICATED, str(error)) from error
 
     def _restart_watch(self) -> None:
         """Makes the health watch look again now, so a brief blip costs little."""

@@ -4,11 +4,17 @@ Two kinds of problems. A broken protocol rule or a frame over a limit is the
 client's bug: the stream ends with INVALID_ARGUMENT or RESOURCE_EXHAUSTED. A
 frame whose bytes are not a usable image (a camera glitch) fails alone: it is
 answered with a per-frame error and the stream goes on.
+
+A missing or impossible capture time is a protocol break (every agent sets it
+from its clock; without it a client's end-to-end latency comes out decades
+off). Image bytes that cannot be what their header claims -- far fewer bytes
+than any encoder writes for that many pixels -- are unusable and fail alone.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 import grpc
@@ -26,6 +32,9 @@ MAX_CLASS_FILTER = 1000
 MAX_CLIENT_VERSION = 256
 MAX_KEPT_REGIONS = 64
 _ENCODINGS = frozenset(common_pb2.Encoding.values())
+# google.protobuf.Timestamp's own range ends at 9999-12-31T23:59:59Z.
+_LAST_TIMESTAMP_SECOND = 253_402_300_799
+_NANOS_PER_SECOND = 1_000_000_000
 
 
 def stream_settings(
@@ -71,11 +80,15 @@ def stream_settings(
         class_filter=tuple(dict.fromkeys(config.class_filter)),
         max_in_flight=min(max_in_flight, limits.max_in_flight_cap),
         client_version=config.client_version,
+        track=config.track or limits.tracking.track,
     )
 
 
 def check_frame(frame: ingest_service_pb2.Frame, last_seq: int, limits: IngestConfig) -> None:
-    """Raises the error that ends the stream when a frame breaks a protocol rule or limit."""
+    """Raises the error that ends the stream when a frame breaks a protocol rule or limit.
+
+    A width or height of 0 means "read it from the JPEG header" (see check_image).
+    """
     if frame.seq <= last_seq:
         raise errors.invalid_argument(
             f"frame seq {frame.seq} is not greater than the previous seq {last_seq}: "
@@ -97,9 +110,39 @@ def check_frame(frame: ingest_service_pb2.Frame, last_seq: int, limits: IngestCo
             f"frame {frame.seq} is {len(frame.data)} bytes, over the limit of "
             f"{limits.max_frame_bytes}: lower the JPEG quality or the resolution"
         )
-    if frame.width == 0 or frame.height == 0:
-        raise errors.invalid_argument(f"frame {frame.seq} must declare its width and height")
+    check_capture_time(frame, limits)
     check_regions(frame.seq, frame.kept_regions)
+
+
+def check_capture_time(frame: ingest_service_pb2.Frame, limits: IngestConfig) -> None:
+    """The capture time must be set and a valid Timestamp after 1970.
+
+    With ``max_capture_time_skew`` set, it must also be that near the server's clock.
+    """
+    if not frame.HasField("capture_time"):
+        raise errors.invalid_argument(
+            f"frame {frame.seq} has no capture_time: set it to when the frame was captured, "
+            "on the device's clock (it is echoed in the result for end-to-end latency)"
+        )
+    seconds, nanos = frame.capture_time.seconds, frame.capture_time.nanos
+    if not 0 <= nanos < _NANOS_PER_SECOND:
+        raise errors.invalid_argument(
+            f"frame {frame.seq} has capture_time nanos {nanos}: a Timestamp's nanos are "
+            "within [0, 999999999]"
+        )
+    if (seconds, nanos) <= (0, 0) or seconds > _LAST_TIMESTAMP_SECOND:
+        raise errors.invalid_argument(
+            f"frame {frame.seq} has capture_time {seconds}s since 1970: it must be after "
+            "1970-01-01T00:00:00Z and before the year 10000 (an empty Timestamp is not a time)"
+        )
+    skew = limits.max_capture_time_skew
+    if skew > 0:
+        off = seconds + nanos / _NANOS_PER_SECOND - time.time()
+        if abs(off) > skew:
+            raise errors.invalid_argument(
+                f"frame {frame.seq} has a capture_time {off:+.1f} s from the server's clock, "
+                f"more than the {skew:g} s allowed: synchronize the device's clock"
+            )
 
 
 def check_regions(seq: int, regions: Sequence[common_pb2.BoundingBox]) -> None:
@@ -119,16 +162,24 @@ def check_regions(seq: int, regions: Sequence[common_pb2.BoundingBox]) -> None:
 
 
 def check_image(frame: ingest_service_pb2.Frame, limits: IngestConfig) -> FramewireError | None:
-    """Reads the JPEG header; returns the per-frame error when the image is unusable."""
+    """Reads the JPEG header; returns the per-frame error when the image is unusable.
+
+    A declared width or height of 0 means "read it from the header": it is
+    filled in from the header here, so everything after sees the real size.
+    """
     try:
         header = read_jpeg_header(frame.data)
     except ImageFormatError as error:
         return errors.invalid_argument(f"frame {frame.seq}: {error}")
-    if (header.width, header.height) != (frame.width, frame.height):
+    if (frame.width and frame.width != header.width) or (
+        frame.height and frame.height != header.height
+    ):
+        declared = f"{frame.width or '?'}x{frame.height or '?'}"
         return errors.invalid_argument(
-            f"frame {frame.seq} declares {frame.width}x{frame.height} but its JPEG header "
+            f"frame {frame.seq} declares {declared} but its JPEG header "
             f"says {header.width}x{header.height}"
         )
+    frame.width, frame.height = header.width, header.height
     if header.pixels > limits.max_frame_pixels:
         return errors.resource_exhausted(
             f"frame {frame.seq} is {header.width}x{header.height} = {header.pixels} pixels, "
@@ -136,6 +187,12 @@ def check_image(frame: ingest_service_pb2.Frame, limits: IngestConfig) -> Framew
         )
     if not header.complete:
         return errors.invalid_argument(f"frame {frame.seq}: the JPEG data is truncated")
+    if header.pixels > len(frame.data) * limits.max_frame_pixels_per_byte:
+        return errors.invalid_argument(
+            f"frame {frame.seq}: {len(frame.data)} bytes cannot hold a "
+            f"{header.width}x{header.height} JPEG (more than "
+            f"{limits.max_frame_pixels_per_byte} pixels per byte): the data is truncated or crafted"
+        )
     return None
 
 

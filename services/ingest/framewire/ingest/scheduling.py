@@ -1,0 +1,145 @@
+"""Deadline-aware batching decisions, as pure functions over a learned cost model.
+
+Ingest is model-agnostic: it does not know whether a batch of eight costs
+eight times a batch of one (a CPU) or about the same (a GPU). It learns it,
+per target, from the batches it sends (:class:`CostModel`), and decides with
+that knowledge before any model time is spent:
+
+- A frame whose age plus the expected time of the batch it would join exceeds
+  the latency budget cannot be answered in time: it is skipped (``stale``)
+  now rather than after costing model time (Deep-Framework's rule).
+- A batch grows only while its oldest frame still makes the budget at the
+  larger size, so on a CPU batches stay small under load and on a GPU, where
+  a larger batch costs little more, they grow to the limit.
+- Where batching saves little (a CPU), the frames waiting are spread over the
+  model slots that are free, so several small batches run at once and keep
+  every core busy, instead of one large batch leaving a slot idle.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+# How much each new observation moves the estimate (an EWMA): recent enough to
+# follow a model that warms up or a machine that gets busier, steady enough
+# that one slow batch does not swing decisions.
+SMOOTHING = 0.2
+
+
+@dataclass
+class CostModel:
+    """Seconds a batch of each size takes at one target, learned online.
+
+    ``expected(size)`` is the smoothed observation for sizes seen; for others
+    it is read off a line fitted through the sizes seen (cost = fixed + per
+    image x size), and with only one size seen, cost is taken as proportional
+    to size, the pessimistic assumption that is right on a CPU and corrects
+    itself on a GPU as soon as a second size is observed.
+    """
+
+    smoothing: float = SMOOTHING
+    _estimates: dict[int, float] = field(default_factory=dict)
+
+    def observe(self, size: int, seconds: float) -> None:
+        """Records that a batch of ``size`` images took ``seconds``."""
+        if size < 1 or seconds < 0:
+            raise ValueError(f"a batch of {size} cannot take {seconds} s")
+        previous = self._estimates.get(size)
+        self._estimates[size] = (
+            seconds if previous is None else previous + self.smoothing * (seconds - previous)
+        )
+
+    @property
+    def known(self) -> bool:
+        """Whether anything has been observed yet."""
+        return bool(self._estimates)
+
+    def expected(self, size: int) -> float:
+        """The expected seconds for a batch of ``size``; 0.0 while nothing is known."""
+        if size in self._estimates:
+            return self._estimates[size]
+        if not self._estimates:
+            return 0.0
+        if len(self._estimates) == 1:
+            ((seen, cost),) = self._estimates.items()
+            return cost * size / seen
+        fixed, per_image = self._fit()
+        return max(0.0, fixed + per_image * size)
+
+    def _fit(self) -> tuple[float, float]:
+        """Least-squares line through the estimates: (fixed cost, cost per image)."""
+        sizes = list(self._estimates)
+        costs = [self._estimates[size] for size in sizes]
+        count = len(sizes)
+        mean_size = sum(sizes) / count
+        mean_cost = sum(costs) / count
+        spread = sum((size - mean_size) ** 2 for size in sizes)
+        covariance = sum(
+            (size - mean_size) * (cost - mean_cost) for size, cost in zip(sizes, costs, strict=True)
+        )
+        per_image = covariance / spread
+        # A cost can only grow with the batch; noise must not make it look free.
+        per_image = max(per_image, 0.0)
+        return mean_cost - per_image * mean_size, per_image
+
+
+# Batching must save at least this share of the time per image to be worth
+# holding frames in one batch rather than spreading them over free slots.
+BATCHING_PAYS = 0.8
+
+
+def batch_limit(waiting: int, free_slots: int, cost: CostModel, max_batch: int) -> int:
+    """The largest batch worth sending now, with ``waiting`` frames and ``free_slots`` slots.
+
+    When a batch of all the waiting frames costs nearly as much per image as
+    one image alone, the frames are spread evenly over the free slots.
+    """
+    limit = max(1, min(max_batch, waiting))
+    if free_slots <= 1 or limit <= 1 or not cost.known:
+        return limit
+    per_image_batched = cost.expected(limit) / limit
+    if per_image_batched < BATCHING_PAYS * cost.expected(1):
+        return limit
+    return max(1, math.ceil(limit / free_slots))
+
+
+def misses_deadline(age: float, expected: float, budget: float) -> bool:
+    """Whether a frame of ``age`` seconds, sent now into a batch expected to take
+    ``expected`` seconds, would be answered after its ``budget`` (the drop rule)."""
+    return age + expected > budget
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Which of the candidates (by index, in turn order) to send, and which to skip."""
+
+    send: tuple[int, ...]
+    skip: tuple[int, ...]
+
+
+def plan_batch(
+    ages: Sequence[float], cost: CostModel, *, budget: float, max_batch: int
+) -> BatchPlan:
+    """Chooses the batch from candidates given in turn order (``ages`` in seconds).
+
+    A candidate that would miss its budget even alone is skipped. The others
+    join in turn order while the batch, at its new size, still lets every
+    member make its budget; the rest wait for the next batch.
+    """
+    send: list[int] = []
+    skip: list[int] = []
+    oldest = 0.0
+    for index, age in enumerate(ages):
+        if misses_deadline(age, cost.expected(1), budget):
+            skip.append(index)
+            continue
+        if len(send) >= max_batch:
+            continue
+        size = len(send) + 1
+        if send and misses_deadline(max(oldest, age), cost.expected(size), budget):
+            continue
+        send.append(index)
+        oldest = max(oldest, age)
+    return BatchPlan(send=tuple(send), skip=tuple(skip))

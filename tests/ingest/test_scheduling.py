@@ -1,0 +1,127 @@
+"""The deadline-aware batching rules, as pure functions: what the model costs, what to skip."""
+
+from __future__ import annotations
+
+import pytest
+
+from framewire.ingest.scheduling import CostModel, batch_limit, misses_deadline, plan_batch
+
+
+def cpu_like() -> CostModel:
+    """Each image costs 80 ms: batching saves nothing."""
+    cost = CostModel()
+    for size in (1, 2, 4):
+        cost.observe(size, 0.08 * size)
+    return cost
+
+
+def gpu_like() -> CostModel:
+    """A batch costs 10 ms plus 1 ms per image: batching is nearly free."""
+    cost = CostModel()
+    for size in (1, 2):
+        cost.observe(size, 0.010 + 0.001 * size)
+    return cost
+
+
+def test_nothing_known_means_no_cost_and_one_size_scales_proportionally() -> None:
+    cost = CostModel()
+    assert not cost.known
+    assert cost.expected(4) == 0.0
+    cost.observe(2, 0.2)
+    assert cost.known
+    assert cost.expected(2) == pytest.approx(0.2)
+    assert cost.expected(4) == pytest.approx(0.4)  # pessimistic until a second size is seen
+    assert cost.expected(1) == pytest.approx(0.1)
+
+
+def test_estimates_follow_observations_smoothly() -> None:
+    cost = CostModel(smoothing=0.5)
+    cost.observe(1, 0.1)
+    cost.observe(1, 0.3)
+    assert cost.expected(1) == pytest.approx(0.2)
+
+
+def test_a_line_through_two_sizes_extrapolates_a_gpu_like_model() -> None:
+    cost = gpu_like()
+    assert cost.expected(8) == pytest.approx(0.018)
+    assert cost.expected(64) == pytest.approx(0.074)
+
+
+def test_noise_never_makes_a_larger_batch_look_cheaper() -> None:
+    cost = CostModel()
+    cost.observe(1, 0.05)
+    cost.observe(2, 0.04)  # a lucky batch
+    assert cost.expected(8) >= cost.expected(2) - 1e-9
+    assert cost.expected(8) > 0
+
+
+def test_bad_observations_are_refused() -> None:
+    with pytest.raises(ValueError, match="cannot take"):
+        CostModel().observe(0, 0.1)
+    with pytest.raises(ValueError, match="cannot take"):
+        CostModel().observe(1, -1.0)
+
+
+@pytest.mark.parametrize(
+    ("age", "expected", "budget", "misses"),
+    [
+        (0.1, 0.3, 0.5, False),
+        (0.2, 0.3, 0.5, False),  # exactly on time is on time
+        (0.3, 0.3, 0.5, True),
+        (0.6, 0.0, 0.5, True),
+    ],
+)
+def test_the_drop_rule_is_age_plus_expected_time_against_the_budget(
+    age: float, expected: float, budget: float, misses: bool
+) -> None:
+    assert misses_deadline(age, expected, budget) is misses
+
+
+def test_a_frame_that_cannot_make_it_even_alone_is_skipped_before_model_time() -> None:
+    plan = plan_batch([0.45, 0.1, 0.0], cpu_like(), budget=0.5, max_batch=8)
+    assert plan.skip == (0,)
+    assert 1 in plan.send
+
+
+def test_on_a_cpu_batches_stay_as_small_as_the_budget_needs() -> None:
+    # Four frames of 0.2 s: alone each finishes at 0.28 s; two together at
+    # 0.36 s; three at 0.44 s; four would end at 0.52 s, past the budget.
+    plan = plan_batch([0.2, 0.2, 0.2, 0.2], cpu_like(), budget=0.5, max_batch=8)
+    assert plan.send == (0, 1, 2)
+    assert plan.skip == ()
+
+
+def test_on_a_gpu_batches_grow_to_the_limit() -> None:
+    plan = plan_batch([0.05] * 40, gpu_like(), budget=0.5, max_batch=32)
+    assert len(plan.send) == 32
+    assert plan.skip == ()
+
+
+def test_the_turn_order_decides_who_waits() -> None:
+    # The first two fit; the third would push the batch past the budget and
+    # waits, but a later, younger frame is not let in ahead of it either.
+    plan = plan_batch([0.3, 0.0, 0.0, 0.0], cpu_like(), budget=0.5, max_batch=8)
+    assert plan.send == (0, 1)
+    assert plan.skip == ()
+
+
+def test_with_nothing_learned_every_fresh_frame_is_sent() -> None:
+    plan = plan_batch([0.0, 0.1, 0.2], CostModel(), budget=0.5, max_batch=2)
+    assert plan.send == (0, 1)
+    assert plan.skip == ()
+
+
+def test_where_batching_saves_little_frames_spread_over_free_slots() -> None:
+    assert batch_limit(4, free_slots=2, cost=cpu_like(), max_batch=8) == 2
+    assert batch_limit(5, free_slots=2, cost=cpu_like(), max_batch=8) == 3
+    assert batch_limit(4, free_slots=1, cost=cpu_like(), max_batch=8) == 4
+
+
+def test_where_batching_pays_frames_stay_together() -> None:
+    assert batch_limit(40, free_slots=2, cost=gpu_like(), max_batch=32) == 32
+    assert batch_limit(4, free_slots=4, cost=gpu_like(), max_batch=32) == 4
+
+
+def test_with_nothing_learned_the_limit_is_the_waiting_frames() -> None:
+    assert batch_limit(3, free_slots=2, cost=CostModel(), max_batch=8) == 3
+    assert batch_limit(0, free_slots=2, cost=CostModel(), max_batch=8) == 1
