@@ -180,8 +180,11 @@ def test_lifecycle_matches_the_program(value_set: str) -> None:
         ports = {p["name"]: p["containerPort"] for p in server["ports"]}
         assert f"--port={ports['grpc']}" in args
         assert f"--metrics-port={ports['metrics']}" in args
+        assert "--metrics-host=0.0.0.0" in args  # Prometheus scrapes the pod's address
+        # Kubelet gRPC probes speak plaintext: they use the health-only port.
+        assert f"--health-port={ports['health']}" in args
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-            assert server[probe]["grpc"]["port"] == ports["grpc"], probe
+            assert server[probe]["grpc"]["port"] == ports["health"], probe
         live = server["livenessProbe"]
         # Health says NOT_SERVING while draining: liveness must not kill a draining server.
         assert live["periodSeconds"] * live["failureThreshold"] > int(pre_stop[1]) + grace
@@ -224,6 +227,12 @@ def test_tls_values_mount_secrets_and_probe_the_plaintext_health_port() -> None:
     }
     inference = container(find(manifests, "Deployment", f"{FULLNAME}-inference"))
     assert "--tls-client-ca=/etc/framewire/tls/ca.crt" in inference["args"]
+    assert "--auth-tokens=/etc/framewire/tokens/tokens" in inference["args"]
+    assert "--reflection" not in ingest["args"]
+    assert (
+        "--reflection"
+        in container(find(render({"reflection": True}), "Deployment", f"{FULLNAME}-ingest"))["args"]
+    )
 
 
 def test_monitoring_resources_render_only_where_their_api_exists() -> None:
@@ -274,7 +283,10 @@ def test_network_policies_admit_devices_to_grpc_and_only_ingest_to_inference() -
         ({"ingest": {"replica": 3}}, "replica"),
         ({"ingest": {"service": {"type": "Ingress"}}}, "type"),
         ({"monitoring": {"prometheusRule": {"skipRatioThreshold": 2}}}, "skipRatioThreshold"),
-        ({"tls": {"enabled": True, "secretName": "x"}}, "healthPort"),
+        (
+            {"tls": {"enabled": True, "secretName": "x"}, "probes": {"healthPort": None}},
+            "healthPort",
+        ),
         ({"auth": {"enabled": True}}, "tokensSecretName"),
         ({"inference": {"settings": {"max-batch": 4}}}, "settings"),
     ],

@@ -20,6 +20,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from framewire.common.exits import ExitCode
 from tests.conftest import vtest_path
 from tests.deploy import podman
 from tests.deploy.chart import NAMESPACE, container, find, merged, render, values_for
@@ -52,7 +53,9 @@ def probe_until_serving(address: str, probe: dict[str, Any], what: str) -> float
 class Pod:
     """One rendered Deployment's container, run by podman in its own network namespace."""
 
-    def __init__(self, deployment: dict[str, Any], hosts: dict[str, str]) -> None:
+    def __init__(
+        self, deployment: dict[str, Any], hosts: dict[str, str], secrets: dict[str, Path]
+    ) -> None:
         self.deployment = deployment
         self.spec = container(deployment)
         self.name = podman.container_name(self.spec["name"])
@@ -63,11 +66,17 @@ class Pod:
         if context.get("readOnlyRootFilesystem"):
             options.append("--read-only")
         options += [f"--cap-drop={cap}" for cap in context["capabilities"]["drop"]]
-        empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+        volumes = {v["name"]: v for v in pod["volumes"]}
         for mount in self.spec.get("volumeMounts", []):
-            assert mount["name"] in empty_dirs, f"this test runs emptyDir mounts only: {mount}"
-            # emptyDir with fsGroup: writable by the pod's user
-            options.append(f"--tmpfs={mount['mountPath']}:mode=1777")
+            volume = volumes[mount["name"]]
+            if "emptyDir" in volume:
+                # emptyDir with fsGroup: writable by the pod's user
+                options.append(f"--tmpfs={mount['mountPath']}:mode=1777")
+            else:
+                # A Secret volume: its keys as files, read-only, as the kubelet mounts them.
+                assert mount.get("readOnly") is True, mount
+                folder = secrets[volume["secret"]["secretName"]]
+                options.append(f"--volume={folder}:{mount['mountPath']}:ro")
         for variable in self.spec.get("env", []):
             options.append(f"--env={variable['name']}={variable['value']}")
         options += [f"--add-host={name}:{address}" for name, address in hosts.items()]
@@ -116,9 +125,11 @@ class Pod:
 
 @contextlib.contextmanager
 def started(
-    deployment: dict[str, Any], hosts: dict[str, str] | None = None
+    deployment: dict[str, Any],
+    hosts: dict[str, str] | None = None,
+    secrets: dict[str, Path] | None = None,
 ) -> Iterator[tuple[Pod, str]]:
-    pod = Pod(deployment, hosts or {})
+    pod = Pod(deployment, hosts or {}, secrets or {})
     try:
         with running(pod.process):
             address = pod.address()
@@ -134,7 +145,7 @@ def image_values() -> dict[str, Any]:
     return {"image": {"server": {"repository": repository, "tag": tag}}}
 
 
-def stream_vtest(address: str) -> list[dict[str, Any]]:
+def stream_vtest(address: str, *options: str) -> list[dict[str, Any]]:
     agent = Process(
         [
             str(Path(sys.executable).with_name("edge-agent")),
@@ -144,6 +155,7 @@ def stream_vtest(address: str) -> list[dict[str, Any]]:
             "--fps=10",
             "--stream-id=render-run",
             "--output=jsonl",
+            *options,
         ]
     )
     with running(agent):
@@ -192,3 +204,114 @@ def test_split_rendering_runs_ingest_in_front_of_inference() -> None:
         # Cluster DNS for the headless Service answers with the pod's address.
         with started(ingest, {host: inference_address}) as (ingest_pod, ingest_address):
             stream_vtest(service_target(manifests, ingest_pod, ingest_address))
+
+
+def secret(folder: Path, name: str, files: dict[str, bytes]) -> tuple[str, Path]:
+    """A Secret's keys as files the pod's user can read (the kubelet's default mode 0644)."""
+    path = folder / name
+    path.mkdir(parents=True)
+    path.chmod(0o755)
+    for key, content in files.items():
+        (path / key).write_bytes(content)
+        (path / key).chmod(0o644)
+    return name, path
+
+
+def test_tls_rendering_runs_with_mtls_tokens_and_probes_on_the_health_port(
+    tmp_path: Path,
+) -> None:
+    """The TLS value set: devices reach ingest over TLS with a token, ingest reaches inference
+    over mTLS with its own token, and the kubelet's plaintext probes use the health port."""
+    podman.built_images()
+    vtest_path()
+    from framewire.common.auth import entry_line, new_token
+    from framewire.common.throwaway_ca import ThrowawayCA
+
+    values = merged(values_for("tls"), image_values())
+    manifests = render(values)
+    tls, internal, auth = values["tls"], values["tls"]["internal"], values["auth"]
+    public = "ingest.framewire.test"
+    authority = ThrowawayCA("render-run CA")
+    ca = authority.cert_pem
+    ingest_server = authority.issue([public])
+    ingest = find(manifests, "Deployment", "fw-framewire-ingest")
+    server_name = next(
+        a.split("=", 1)[1]
+        for a in container(ingest)["args"]
+        if a.startswith("--inference-tls-server-name=")
+    )
+    inference_server = authority.issue([server_name])
+    ingest_client = authority.issue(["ingest"], client=True)
+    device_token, ingest_token = new_token(), new_token()
+    tmp_path.chmod(0o755)
+    secrets = dict(
+        [
+            secret(
+                tmp_path,
+                tls["secretName"],
+                {"tls.crt": ingest_server.cert_pem, "tls.key": ingest_server.key_pem},
+            ),
+            secret(
+                tmp_path,
+                internal["inferenceSecretName"],
+                {
+                    "ca.crt": ca,
+                    "tls.crt": inference_server.cert_pem,
+                    "tls.key": inference_server.key_pem,
+                },
+            ),
+            secret(
+                tmp_path,
+                internal["ingestClientSecretName"],
+                {
+                    "ca.crt": ca,
+                    "tls.crt": ingest_client.cert_pem,
+                    "tls.key": ingest_client.key_pem,
+                },
+            ),
+            secret(
+                tmp_path,
+                auth["tokensSecretName"],
+                {"tokens": (entry_line("camera", device_token, ["render-*"]) + "\n").encode()},
+            ),
+            secret(
+                tmp_path,
+                auth["inferenceTokensSecretName"],
+                {"tokens": (entry_line("ingest", ingest_token, ["*"]) + "\n").encode()},
+            ),
+            secret(tmp_path, auth["ingestTokenSecretName"], {"token": ingest_token.encode()}),
+        ]
+    )
+    device = tmp_path / "device"
+    device.mkdir()
+    (device / "ca.crt").write_bytes(ca)
+    (device / "token").write_text(device_token)
+
+    inference = find(manifests, "Deployment", "fw-framewire-inference")
+    host = f"fw-framewire-inference.{NAMESPACE}.svc.cluster.local"
+    with (
+        started(inference, secrets=secrets) as (_, inference_address),
+        started(ingest, {host: inference_address}, secrets) as (ingest_pod, address),
+    ):
+        target = service_target(manifests, ingest_pod, address)
+        stream_vtest(
+            target,
+            f"--tls-ca={device / 'ca.crt'}",
+            f"--tls-server-name={public}",
+            f"--token-file={device / 'token'}",
+        )
+        # Without the token the same stream is refused: the secrets are in force.
+        refused = Process(
+            [
+                str(Path(sys.executable).with_name("edge-agent")),
+                f"--server={target}",
+                f"--source={vtest_path()}",
+                "--frames=2",
+                "--stream-id=render-run",
+                f"--tls-ca={device / 'ca.crt'}",
+                f"--tls-server-name={public}",
+            ],
+            env={"FRAMEWIRE_TOKEN": ""},
+        )
+        with running(refused):
+            assert refused.wait(60) == ExitCode.AUTH_REFUSED, refused.text()

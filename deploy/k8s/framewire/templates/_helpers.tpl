@@ -87,6 +87,9 @@ dict "root" $ "settings" .Values.ingest.settings
 {{- if $v.probes.healthPort }}
 - --health-port={{ $v.probes.healthPort }}
 {{- end }}
+{{- if $v.reflection }}
+- --reflection
+{{- end }}
 {{- range $key, $value := .settings }}
 {{- if kindIs "bool" $value }}
 - --{{ if not $value }}no-{{ end }}{{ kebabcase $key }}
