@@ -7,9 +7,9 @@
 #                    Node client's npm packages, for the interop tests of clients/
 #
 # Needs only python3 (3.11 or newer) with venv and pip. System packages that some
-# tests use (Debian's prometheus; chromium for the preview's browser test) are
-# installed when apt-get can be used without a password; without them those
-# tests skip and say why.
+# tests use (Debian's prometheus; chromium for the preview's browser test; podman for
+# the container tests) are installed when apt-get can be used without a password;
+# without them those tests skip and say why.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -57,7 +57,9 @@ apt_install() {
         "${missing[@]}" >/dev/null || echo "could not install ${missing[*]}; tests that need them will skip" >&2
 }
 if [ "$extras" = "dev" ]; then
-    apt_install prometheus chromium
+    # prometheus (with promtool): tests/ingest and tests/deploy. podman, buildah, runc and
+    # debootstrap: the container image tests (tests/deploy, deploy/docker/podman/build.sh).
+    apt_install prometheus chromium podman buildah runc debootstrap
 fi
 # The clients in other languages (docs/clients.md): Go in GOPATH mode and C++ on Debian's
 # gRPC, both with their code generators; openssl for the tests' certificates; Node from npm
