@@ -125,3 +125,17 @@ def test_where_batching_pays_frames_stay_together() -> None:
 def test_with_nothing_learned_the_limit_is_the_waiting_frames() -> None:
     assert batch_limit(3, free_slots=2, cost=CostModel(), max_batch=8) == 3
     assert batch_limit(0, free_slots=2, cost=CostModel(), max_batch=8) == 1
+
+
+def test_a_model_slower_than_the_budget_still_gets_fresh_frames_one_at_a_time() -> None:
+    # One slow batch (a hiccup, a cold start) must not starve every stream: with the
+    # estimate over the budget, fresh frames still go, and their answers correct it.
+    slow = CostModel()
+    slow.observe(1, 0.9)
+    plan = plan_batch([0.01, 0.02, 0.6], slow, budget=0.5, max_batch=8)
+    assert plan.send == (0,)
+    assert plan.skip == (2,)  # past the budget already
+    for _ in range(20):
+        slow.observe(1, 0.03)
+    plan = plan_batch([0.01, 0.02], slow, budget=0.5, max_batch=8)
+    assert plan.send == (0, 1)

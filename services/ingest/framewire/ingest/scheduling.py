@@ -126,19 +126,30 @@ def plan_batch(
 
     A candidate that would miss its budget even alone is skipped. The others
     join in turn order while the batch, at its new size, still lets every
-    member make its budget; the rest wait for the next batch.
+    member make its budget; the rest wait for the next batch. When the model
+    cannot make the budget even for a fresh frame alone, frames go one at a
+    time and only those already older than the budget are skipped.
     """
     send: list[int] = []
     skip: list[int] = []
     oldest = 0.0
+    alone = cost.expected(1)
+    # A model that cannot answer even a fresh frame within the budget (a slow
+    # model, or an estimate thrown by one slow batch) still gets fresh frames:
+    # only frames already past the budget are skipped then. Skipping all of
+    # them would starve the stream and, with nothing sent, never correct the
+    # estimate either.
+    model_can_make_it = alone < budget
     for index, age in enumerate(ages):
-        if misses_deadline(age, cost.expected(1), budget):
+        if age > budget or (model_can_make_it and misses_deadline(age, alone, budget)):
             skip.append(index)
             continue
         if len(send) >= max_batch:
             continue
         size = len(send) + 1
-        if send and misses_deadline(max(oldest, age), cost.expected(size), budget):
+        if send and (
+            not model_can_make_it or misses_deadline(max(oldest, age), cost.expected(size), budget)
+        ):
             continue
         send.append(index)
         oldest = max(oldest, age)
