@@ -12,7 +12,7 @@ from framewire.common.auth import hash_token, parse_token_file
 from framewire.common.exits import ExitCode
 from framewire.common.serving import SecurityConfig
 from framewire.common.settings import add_arguments, from_namespace
-from tests.conftest import shared_file
+from tests.conftest import vtest_path
 from tests.harness import framewire_command
 
 
@@ -65,7 +65,7 @@ def test_security_flags_and_their_defaults() -> None:
 
 @pytest.mark.slow
 def test_demo_runs_over_tls_with_a_throwaway_ca_and_a_token() -> None:
-    video = shared_file("media/vtest.avi")
+    video = vtest_path()
     done = subprocess.run(
         framewire_command("demo", "--tls", "--frames", "10", "--quiet", "--video", str(video)),
         capture_output=True,
