@@ -53,7 +53,6 @@ class _Stream:
             opened_at=time.monotonic(), tokens=float(report_limits.burst)
         )
         self.warned_about_reports = False
-        self.unread = reports.UnreadResults()
         self.writable = asyncio.Event()  # something to write, or the session finished
         self.readable = asyncio.Event()  # room in the window to read another request
         self.reader: asyncio.Task[None] | None = None
@@ -308,7 +307,7 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
                 if kind == "result":
                     # Counted before the write: the client may read it and acknowledge
                     # it in a report before context.write returns here.
-                    stream.unread.wrote(time.monotonic())
+                    stream.reports.results.wrote(time.monotonic())
                 await context.write(response)
                 session.delivered_response(response)
                 if kind == "hint":
@@ -346,19 +345,17 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
             self._report_limits,
             now=now,
             received=session.received,
-            results=stream.unread.written,
         )
         if rejection is not None:
             self._reject_report(stream, rejection)
             return
-        stream.unread.acknowledge(stream.reports.acknowledged)
         self._metrics.count_report(report)
         self.observer.report_received(stream.session, report)
 
     def _check_unread(self, stream: _Stream) -> None:
         """Ends a stream whose client stopped reading its results (it must not use the model)."""
         config = self._config
-        unread = stream.unread
+        unread = stream.reports.results
         now = time.monotonic()
         if reports.too_many_unread(
             unread, now, limit=config.max_unread_results, max_age=config.max_unread_age

@@ -48,83 +48,6 @@ class ReportLimits:
 
 
 @dataclass
-class ReportBooks:
-    """What one stream's accepted reports have claimed so far, and its rate allowance."""
-
-    opened_at: float
-    tokens: float
-    last_accepted_at: float | None = None
-    last_refill_at: float | None = None
-    frames_sent: int = 0
-    latency_samples: int = 0
-    # FrameResults the client has acknowledged reading on this call.
-    acknowledged: int = 0
-
-
-def take_turn(books: ReportBooks, limits: ReportLimits, now: float) -> bool:
-    """Whether the stream may send a report now (a token bucket); checked before anything else.
-
-    A report refused here is dropped unread, so a flood costs next to nothing.
-    """
-    last_refill = books.opened_at if books.last_refill_at is None else books.last_refill_at
-    books.tokens = min(
-        float(limits.burst), books.tokens + (now - last_refill) * limits.reports_per_second
-    )
-    books.last_refill_at = now
-    if books.tokens < 1.0:
-        return False
-    books.tokens -= 1.0
-    return True
-
-
-def judge(
-    report: ingest_service_pb2.AgentReport,
-    books: ReportBooks,
-    limits: ReportLimits,
-    *,
-    now: float,
-    received: int,
-    results: int,
-) -> Rejection | None:
-    """Accepts ``report`` into ``books`` (returning None) or says why it is implausible.
-
-    ``now`` is monotonic seconds; ``received`` is the frames the server has
-    read from this stream and ``results`` the FrameResults it wrote to it.
-    An accepted report acknowledges the results it says were read
-    (``results_received``), or, from a client that does not send that field,
-    one result per latency sample.
-    """
-    since = books.opened_at if books.last_accepted_at is None else books.last_accepted_at
-    carry = limits.carryover_frames
-    if report.frames_captured > limits.max_capture_fps * max(0.0, now - since) + carry:
-        return Rejection.CAPTURED
-    if books.frames_sent + report.frames_sent > received + carry:
-        return Rejection.SENT
-    if report.bytes_sent > report.frames_sent * limits.max_frame_bytes:
-        return Rejection.BYTES
-    if sum(skip.count for skip in report.skips) > report.frames_captured + carry:
-        return Rejection.SKIPS
-    samples = len(report.end_to_end_latencies)
-    if books.latency_samples + samples > results + carry:
-        return Rejection.LATENCIES
-    if any(seconds(latency) > limits.max_latency for latency in report.end_to_end_latencies):
-        return Rejection.LATENCIES
-    if report.HasField("results_received") and report.results_received > results:
-        return Rejection.RESULTS
-
-    books.last_accepted_at = now
-    books.frames_sent += report.frames_sent
-    books.latency_samples += samples
-    read = (
-        report.results_received
-        if report.HasField("results_received")
-        else min(books.latency_samples, results)
-    )
-    books.acknowledged = max(books.acknowledged, read)
-    return None
-
-
-@dataclass
 class UnreadResults:
     """FrameResults written to a stream and not yet acknowledged, with when each was written."""
 
@@ -150,6 +73,83 @@ class UnreadResults:
     def oldest_age(self, now: float) -> float:
         """How long the oldest unacknowledged result has waited to be acknowledged."""
         return now - self._written_at[0] if self._written_at else 0.0
+
+
+@dataclass
+class ReportBooks:
+    """What one stream's accepted reports have claimed so far, and its rate allowance."""
+
+    opened_at: float
+    tokens: float
+    last_accepted_at: float | None = None
+    last_refill_at: float | None = None
+    frames_sent: int = 0
+    latency_samples: int = 0
+    # The FrameResults written to the stream, and which of them the client
+    # has acknowledged reading: the one home of both counts.
+    results: UnreadResults = field(default_factory=UnreadResults)
+
+
+def take_turn(books: ReportBooks, limits: ReportLimits, now: float) -> bool:
+    """Whether the stream may send a report now (a token bucket); checked before anything else.
+
+    A report refused here is dropped unread, so a flood costs next to nothing.
+    """
+    last_refill = books.opened_at if books.last_refill_at is None else books.last_refill_at
+    books.tokens = min(
+        float(limits.burst), books.tokens + (now - last_refill) * limits.reports_per_second
+    )
+    books.last_refill_at = now
+    if books.tokens < 1.0:
+        return False
+    books.tokens -= 1.0
+    return True
+
+
+def judge(
+    report: ingest_service_pb2.AgentReport,
+    books: ReportBooks,
+    limits: ReportLimits,
+    *,
+    now: float,
+    received: int,
+) -> Rejection | None:
+    """Accepts ``report`` into ``books`` (returning None) or says why it is implausible.
+
+    ``now`` is monotonic seconds; ``received`` is the frames the server has
+    read from this stream; ``books.results`` counts the FrameResults written.
+    An accepted report acknowledges the results it says were read
+    (``results_received``), or, from a client that does not send that field,
+    one result per latency sample.
+    """
+    since = books.opened_at if books.last_accepted_at is None else books.last_accepted_at
+    carry = limits.carryover_frames
+    results = books.results.written
+    if report.frames_captured > limits.max_capture_fps * max(0.0, now - since) + carry:
+        return Rejection.CAPTURED
+    if books.frames_sent + report.frames_sent > received + carry:
+        return Rejection.SENT
+    if report.bytes_sent > report.frames_sent * limits.max_frame_bytes:
+        return Rejection.BYTES
+    if sum(skip.count for skip in report.skips) > report.frames_captured + carry:
+        return Rejection.SKIPS
+    samples = len(report.end_to_end_latencies)
+    if books.latency_samples + samples > results + carry:
+        return Rejection.LATENCIES
+    if any(seconds(latency) > limits.max_latency for latency in report.end_to_end_latencies):
+        return Rejection.LATENCIES
+    if report.HasField("results_received") and report.results_received > results:
+        return Rejection.RESULTS
+
+    books.last_accepted_at = now
+    books.frames_sent += report.frames_sent
+    books.latency_samples += samples
+    books.results.acknowledge(
+        report.results_received
+        if report.HasField("results_received")
+        else min(books.latency_samples, results)
+    )
+    return None
 
 
 def too_many_unread(unread: UnreadResults, now: float, *, limit: int, max_age: float) -> bool:
