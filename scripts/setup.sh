@@ -5,6 +5,9 @@
 #   FRAMEWIRE_EXTRAS which extras to install (default: dev)
 #   FRAMEWIRE_CLIENTS=1 also installs the Go and C++ toolchains (Debian packages) and the
 #                    Node client's npm packages, for the interop tests of clients/
+#   FRAMEWIRE_GPU_STACK=1 also installs PyTorch, torchvision and the tools that build the
+#                    YOLO test models (scripts/gpu-stack.txt, Ultralytics without its
+#                    dependencies), for the torch backend's tests, which run on the CPU
 #
 # Needs only python3 (3.11 or newer) with venv and pip. System packages that some
 # tests use (Debian's prometheus; chromium for the preview's browser test; podman for
@@ -73,6 +76,21 @@ if [ "${FRAMEWIRE_CLIENTS:-0}" = "1" ]; then
     if command -v npm >/dev/null 2>&1 && [ ! -d "$root/clients/node/node_modules/typescript" ]; then
         (cd "$root/clients/node" && npm ci --no-audit --no-fund --loglevel=error) ||
             echo "could not install the Node client's packages (npm ci in clients/node)" >&2
+    fi
+fi
+
+# The GPU stack (docs/gpu.md): about 5.5 GB in the venv; on this project's machines pip takes
+# torch and torchvision from files on disk. Ultralytics (AGPL-3.0) only builds test models.
+if [ "${FRAMEWIRE_GPU_STACK:-0}" = "1" ]; then
+    gpu_stamp="$venv/.framewire-gpu-stack"
+    gpu_stack="$(sha256sum <"$root/scripts/gpu-stack.txt" | cut -d' ' -f1)"
+    if [ "$(cat "$gpu_stamp" 2>/dev/null || true)" != "$gpu_stack" ]; then
+        echo "installing the GPU stack (scripts/gpu-stack.txt) into $venv" >&2
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+            -r "$root/scripts/gpu-stack.txt"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+            ultralytics==8.4.190
+        echo "$gpu_stack" >"$gpu_stamp"
     fi
 fi
 

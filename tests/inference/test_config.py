@@ -52,6 +52,11 @@ def _concrete(base: type[Any]) -> set[type[Any]]:
 
 
 def test_choices_name_exactly_the_backends_and_heads_there_are() -> None:
+    # The device backends live in modules imported only when chosen; they import
+    # PyTorch and TensorRT only when they open a model, so this works without either.
+    import framewire.inference.gpu.tensorrt_backend
+    import framewire.inference.gpu.torch_backend  # noqa: F401
+
     assert set(BACKENDS) == {backend.name for backend in _concrete(Backend)}
     assert set(HEADS) == {"auto"} | {head.name for head in _concrete(Head)}
 

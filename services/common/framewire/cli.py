@@ -36,6 +36,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("framewire.ingest.serve_command", "server"),
     "ingest": ("framewire.ingest.ingest_command", "server"),
     "inference": ("framewire.inference.command", "server"),
+    "engine": ("framewire.inference.engine_command", "server"),
     "demo": ("framewire.demo.command", "all"),
     "token": ("framewire.common.token_command", "server"),
 }
@@ -44,6 +45,7 @@ SUMMARIES = {
     "serve": "ingest with an in-process model on one port (single machine, the demo)",
     "ingest": "ingest only, batching frames to remote inference replicas",
     "inference": "the batched model service (InferenceService)",
+    "engine": "'engine build MODEL.onnx': build a TensorRT engine into the cache ahead of time",
     "demo": "a server and an edge agent on real video, printing detections and latency",
     "token": "'token new --stream-id ID': a device token and its line for --auth-tokens",
 }

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from framewire.inference.config import EngineConfig
 from framewire.inference.models import ModelFiles
 from framewire.inference.signature import ModelSignature, TensorInfo, read_onnx_signature
 
@@ -203,10 +204,21 @@ class NullBackend(Backend):
         raise RuntimeError("the null backend runs no model")
 
 
-def open_backend(
-    files: ModelFiles, *, intra_op_threads: int, device: str, spin_wait: bool = False
-) -> Backend:
-    """Loads a model on the backend its files call for."""
+def open_backend(files: ModelFiles, config: EngineConfig) -> Backend:
+    """Loads a model on the backend its files call for.
+
+    The torch and tensorrt backends, and the PyTorch (and TensorRT) they
+    need, are imported only here, when chosen.
+    """
+    intra_op_threads, device, spin_wait = config.intra_op_threads, config.device, config.spin_wait
+    if files.backend == "torch":
+        from framewire.inference.gpu.torch_backend import TorchScriptBackend  # noqa: PLC0415
+
+        return TorchScriptBackend(files.weights, config)
+    if files.backend == "tensorrt":
+        from framewire.inference.gpu.tensorrt_backend import TensorRtBackend  # noqa: PLC0415
+
+        return TensorRtBackend(files.weights, config)
     if files.backend == "onnxruntime":
         return OnnxRuntimeBackend(
             files.weights, intra_op_threads=intra_op_threads, device=device, spin_wait=spin_wait

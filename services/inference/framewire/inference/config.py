@@ -22,9 +22,12 @@ from framewire.common.settings import option
 from framewire.common.transport import TransportConfig
 from framewire.inference.heads import SsdHead, YoloV8Head
 
-BACKENDS = ("onnxruntime", "opencv", "null")
+BACKENDS = ("onnxruntime", "opencv", "torch", "tensorrt", "null")
+# The backends that run on a torch device with the GPU data path (framewire.inference.gpu).
+DEVICE_BACKENDS = ("torch", "tensorrt")
 HEADS = ("auto", "yolov8", "yolov5", "ssd")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp16", "fp32")
 
 # The size of the largest batch a GPU backend is expected to be built for; a
 # CPU gains nothing from batches this large, but the limit keeps one request
@@ -33,6 +36,12 @@ MAX_BATCH_LIMIT = 64
 # Decode threads when none are configured: one per core up to this many; more
 # would only compete with the model's own threads.
 MAX_DEFAULT_DECODE_THREADS = 8
+
+
+def default_engine_cache() -> Path:
+    """``$XDG_CACHE_HOME/framewire/engines``, else ``~/.cache/framewire/engines``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "framewire" / "engines"
 
 
 def parse_input_size(text: str) -> tuple[int, int]:
@@ -53,8 +62,8 @@ class EngineConfig:
 
     model: Path | None = option(
         None,
-        "model file: .onnx, or a TensorFlow frozen graph .pb (with --model-config); "
-        "none: the built-in SSD MobileNet v2 COCO",
+        "model file: .onnx, a TorchScript export (.torchscript), or a TensorFlow frozen graph "
+        ".pb (with --model-config); none: the built-in SSD MobileNet v2 COCO",
         metavar="PATH",
     )
     model_config: Path | None = option(
@@ -62,8 +71,9 @@ class EngineConfig:
     )
     backend: str | None = option(
         None,
-        "runtime: onnxruntime, opencv or null (no model, for transport benchmarks); "
-        "none: chosen from the model file (.onnx: onnxruntime, .pb: opencv)",
+        "runtime: onnxruntime, opencv, torch (TorchScript), tensorrt (an .onnx built into a "
+        "TensorRT engine) or null (no model, for transport benchmarks); none: chosen from the "
+        "model file (.onnx: onnxruntime, .pb: opencv, .torchscript: torch)",
         choices=BACKENDS,
     )
     head: str = option(
@@ -104,8 +114,29 @@ class EngineConfig:
     )
     device: str = option(
         "auto",
-        "where onnxruntime runs: auto uses CUDA when onnxruntime-gpu provides it, else CPU",
+        "where the model runs: auto uses CUDA when the backend has it (onnxruntime-gpu, "
+        "torch built with CUDA and a GPU), else the CPU; tensorrt always runs on CUDA",
         choices=DEVICES,
+    )
+    precision: str = option(
+        "auto",
+        "arithmetic of the torch and tensorrt backends: auto is fp16 on a GPU with fast FP16 "
+        "and fp32 elsewhere",
+        choices=PRECISIONS,
+    )
+    engine_cache: Path = option(
+        default_engine_cache(),
+        "folder of built TensorRT engines, one per model, TensorRT version, GPU, precision and "
+        "batch profile (framewire engine build fills it ahead of time)",
+        metavar="DIR",
+    )
+    workspace_mib: int = option(
+        4096, "most GPU memory the TensorRT builder may use for its tactics, in MiB"
+    )
+    cuda_graphs: bool = option(
+        True,
+        "torch backend on CUDA: capture the model once per batch-size bucket as a CUDA graph "
+        "and replay it (one launch per batch instead of one per layer)",
     )
     intra_op_threads: int = option(
         0,
@@ -131,7 +162,12 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         # Flags are checked by argparse; environment variables only here.
-        for name, allowed in (("backend", BACKENDS), ("head", HEADS), ("device", DEVICES)):
+        for name, allowed in (
+            ("backend", BACKENDS),
+            ("head", HEADS),
+            ("device", DEVICES),
+            ("precision", PRECISIONS),
+        ):
             value = getattr(self, name)
             if value is not None and value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
@@ -149,6 +185,8 @@ class EngineConfig:
             raise ValueError("max_image_pixels and max_image_pixels_per_byte must be at least 1")
         if self.intra_op_threads < 0 or self.decode_threads < 0:
             raise ValueError("intra_op_threads and decode_threads must not be negative")
+        if self.workspace_mib < 1:
+            raise ValueError("workspace_mib must be at least 1")
         if self.concurrent_batches < 1:
             raise ValueError("concurrent_batches must be at least 1")
         if self.input_size is not None and min(self.input_size) < 1:

@@ -49,7 +49,7 @@ from framewire.common.errors import (
 from framewire.common.protoutil import duration
 from framewire.inference import labels as labels_module
 from framewire.inference.backends import Backend, NullBackend
-from framewire.inference.config import EngineConfig
+from framewire.inference.config import DEVICE_BACKENDS, EngineConfig
 from framewire.inference.heads import DecodeOptions, Detections
 from framewire.inference.inputs import InputBatches, InputSpec, decode_rgb
 from framewire.inference.loading import LoadedModel, load_model, read_custom_labels
@@ -402,23 +402,10 @@ class ModelEngine(Engine):
                     grpc.StatusCode.INTERNAL, f"the server failed to read the model output: {error}"
                 )
                 continue
-            self._fill_detections(result, found)
+            fill_detections(result, found, self.labels)
             seconds = time.perf_counter() - started
             result.timings.postprocess.CopyFrom(duration(seconds))
             self.metrics.observe_stage("postprocess", seconds)
-
-    def _fill_detections(
-        self, result: inference_service_pb2.ImageResult, found: Detections
-    ) -> None:
-        labels = self.labels
-        for box, score, class_id in zip(
-            found.boxes.tolist(), found.scores.tolist(), found.class_ids.tolist(), strict=True
-        ):
-            detection = result.detections.add()
-            detection.class_id = class_id
-            detection.label = labels[class_id]
-            detection.score = score
-            detection.box.x_min, detection.box.y_min, detection.box.x_max, detection.box.y_max = box
 
     def _release(self) -> None:
         """Stops the decode pool, then releases the model."""
@@ -426,14 +413,34 @@ class ModelEngine(Engine):
         self.backend.close()
 
 
+def fill_detections(
+    result: inference_service_pb2.ImageResult, found: Detections, labels: Sequence[str]
+) -> None:
+    """Adds ``found`` to ``result`` with the labels of their class ids."""
+    for box, score, class_id in zip(
+        found.boxes.tolist(), found.scores.tolist(), found.class_ids.tolist(), strict=True
+    ):
+        detection = result.detections.add()
+        detection.class_id = class_id
+        detection.label = labels[class_id]
+        detection.score = score
+        detection.box.x_min, detection.box.y_min, detection.box.x_max, detection.box.y_max = box
+
+
 def load_engine(config: EngineConfig, registry: CollectorRegistry | None = None) -> Engine:
-    """:meth:`Engine.load`: the null engine for ``--backend null``, else a loaded model's."""
+    """:meth:`Engine.load`: the null engine for ``--backend null``, the GPU engine for a
+    device backend (torch, tensorrt), else the host engine."""
     files = resolve_model(config)
     custom_labels = read_custom_labels(config)
     if files is None:
         return NullEngine(config, custom_labels or labels_module.COCO_LABELS, registry)
     model = load_model(config, files, custom_labels)
     try:
+        if files.backend in DEVICE_BACKENDS:
+            # Imported here: it needs PyTorch, which only device backends do.
+            from framewire.inference.gpu.engine import GpuEngine  # noqa: PLC0415
+
+            return GpuEngine(model, config, registry)
         return ModelEngine(model, config, registry)
     except BaseException:
         model.backend.close()

@@ -22,6 +22,7 @@ import numpy.typing as npt
 from framewire.inference import labels as labels_module
 from framewire.inference.backends import Backend, open_backend
 from framewire.inference.config import EngineConfig
+from framewire.inference.gpu.backend import DeviceBackend
 from framewire.inference.heads import (
     Head,
     SsdHead,
@@ -65,14 +66,12 @@ def load_model(
     message saying what to change; the backend is closed again first.
     """
     started = time.perf_counter()
-    backend = open_backend(
-        files,
-        intra_op_threads=config.intra_op_threads,
-        device=config.device,
-        spin_wait=config.spin_wait,
-    )
+    backend = open_backend(files, config)
     try:
         head, spec, labels = _prepare(config, files, backend, custom_labels)
+        if isinstance(backend, DeviceBackend):
+            # Device inputs for every concurrent batch (and CUDA graphs) before SERVING.
+            backend.prepare(spec, config.max_batch, config.concurrent_batches)
     except BaseException:
         backend.close()
         raise

