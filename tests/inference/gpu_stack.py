@@ -81,8 +81,18 @@ def vtest_rgb(indices: list[int], size: tuple[int, int] | None = None) -> list[n
 
 
 def yolo_models(kind: str, size: int) -> tuple[Path, Path]:
-    """``(torchscript, onnx)`` of one random Ultralytics YOLO (tools/yolo_test_models.py)."""
+    """``(torchscript, onnx)`` of one random Ultralytics YOLO (tools/yolo_test_models.py).
+
+    ``FRAMEWIRE_TEST_MODELS=DIR`` takes prebuilt ``KIND.torchscript`` and
+    ``KIND.onnx`` (at 640) instead: a GPU machine has no Ultralytics
+    (bench/device/prepare.sh builds them here).
+    """
     require_torch()
+    prebuilt = os.environ.get("FRAMEWIRE_TEST_MODELS")
+    if prebuilt and size == 640:
+        pair = Path(prebuilt) / f"{kind}.torchscript", Path(prebuilt) / f"{kind}.onnx"
+        if pair[0].is_file() and pair[1].is_file():
+            return pair
     if importlib.util.find_spec("ultralytics") is None or importlib.util.find_spec("onnx") is None:
         _missing(
             "ultralytics and onnx build the YOLO test models and are not installed "
