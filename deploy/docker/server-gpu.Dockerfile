@@ -3,9 +3,10 @@
 # Runtime's CUDA provider (onnxruntime-gpu) instead of the CPU one.
 #
 # NOT BUILT IN CI: this project's machines have no GPU and cannot pull NVIDIA's base images;
-# CI lints this file with hadolint only. The TensorRT backend and `framewire engine build`
-# (the GPU issue) are not in framewire yet; when they land, set EXTRAS to include their extra
-# and BASE to a TensorRT image.
+# CI lints this file with hadolint only. The GPU backends (docs/gpu.md) come with extras:
+#   --build-arg EXTRAS=gpu            the torch backend (PyTorch brings its own CUDA libraries)
+#   --build-arg EXTRAS=tensorrt-cu12  the tensorrt backend and `framewire engine build` (pip
+#                                     downloads TensorRT's libraries from NVIDIA while building)
 #   docker build -f deploy/docker/server-gpu.Dockerfile -t framewire-server-gpu .
 ARG BASE=nvcr.io/nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
 

@@ -118,7 +118,7 @@ def test_split_mode_is_ingest_in_front_of_gpu_inference_behind_a_headless_servic
         "tolerations"
     ]
     assert "runtimeClassName" not in pod
-    # The engine cache and its builder wait for the GPU issue: off by default.
+    # The engine cache and its builder are for --backend tensorrt: off by default.
     assert "initContainers" not in pod
     assert all(volume["name"] != "engine-cache" for volume in pod["volumes"])
     assert kinds(manifests) >= {
@@ -141,7 +141,22 @@ def test_gpu_values_set_runtime_class_engine_cache_pvc_and_inference_autoscaler(
     assert cache["persistentVolumeClaim"]["claimName"] == f"{FULLNAME}-engine-cache"
     claim = find(manifests, "PersistentVolumeClaim", f"{FULLNAME}-engine-cache")
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
-    assert "--device=cuda" in container(deployment)["args"]
+    inference_args = container(deployment)["args"]
+    assert "--device=cuda" in inference_args
+    assert "--engine-cache=/var/cache/framewire/engines" in inference_args
+    # The init container builds exactly the engine the server will look for.
+    (build,) = pod["initContainers"]
+    assert build["args"][:3] == ["engine", "build", "/models/yolo11n.onnx"]
+    assert {
+        "--engine-cache=/var/cache/framewire/engines",
+        "--max-batch=16",
+        "--precision=fp16",
+    } <= set(build["args"])
+    assert {"name": "engine-cache", "mountPath": "/var/cache/framewire/engines"} in build[
+        "volumeMounts"
+    ]
+    for shaping in ("--max-batch=16", "--precision=fp16"):
+        assert shaping in inference_args
     hpa = find(manifests, "HorizontalPodAutoscaler", f"{FULLNAME}-inference")
     metric = hpa["spec"]["metrics"][0]["external"]
     assert metric["metric"]["name"] == "framewire_queue_latency_seconds_p95"
@@ -316,3 +331,23 @@ def test_every_value_set_renders_parseable_manifests_with_unique_names() -> None
         for manifest in manifests:
             assert manifest["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
             assert yaml.safe_load(yaml.safe_dump(manifest)) == manifest
+
+
+@pytest.mark.parametrize(
+    ("inference", "message"),
+    [
+        (
+            {"engineBuild": {"enabled": True}, "engineCache": {"enabled": True}},
+            "needs inference.settings.model",
+        ),
+        (
+            {"engineBuild": {"enabled": True}, "settings": {"model": "/models/m.onnx"}},
+            "needs inference.engineCache.enabled",
+        ),
+    ],
+)
+def test_an_engine_build_without_a_model_or_cache_is_refused_at_render(
+    inference: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(Exception, match=message):
+        render({"inference": inference})
