@@ -20,5 +20,5 @@ python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchv
 timeout 240 python3 -m pytest -p no:cacheprovider -q -rs -s \
     tests/inference/test_gpu_cuda.py tests/inference/test_gpu_pipeline.py \
     tests/inference/test_gpu_plan.py 2>&1 | tee "$out/tests.log"
-timeout 280 python3 -m bench gpu -- --models .gpu-models --seconds 3 \
+timeout 280 python3 -m bench gpu -- --models .gpu-models --seconds 3 --workers 4 --load-processes 4 \
     --json "$out/gpu-bench.json" 2>&1 | tee "$out/bench.log"
