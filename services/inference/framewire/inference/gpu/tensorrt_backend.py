@@ -5,8 +5,10 @@ cannot be installed on this project's machines (PyPI's ``tensorrt-cu12/13``
 packages download NVIDIA's libraries at install time, which these machines
 cannot reach) nor on the GPU machine lent to it. What is tested without
 TensorRT: the cache key, the profile, the buffer plan and the cache's handling
-of stale and corrupt files (:mod:`framewire.inference.gpu.plan`), and the
-start-up error when TensorRT is missing. See docs/gpu.md for what ran where.
+of stale and corrupt files (:mod:`framewire.inference.gpu.plan`), the
+start-up error when TensorRT is missing, and this module's own code end to end
+against a stand-in that offers the same calls with ONNX Runtime doing the work
+(tests/inference/fake_tensorrt.py). See docs/gpu.md for what ran where.
 
 How it works:
 
@@ -252,10 +254,18 @@ class TensorRtBackend(DeviceBackend):
         context.set_tensor_address(self._input_name, batch.data_ptr())
         for name in self._output_names:
             context.set_tensor_address(name, outputs[name].data_ptr())
-        stream = self.torch.cuda.current_stream(self.device.torch_device)
-        if not context.execute_async_v3(stream.cuda_stream):
+        if not context.execute_async_v3(self._stream_handle()):
             raise RuntimeError("TensorRT could not enqueue the batch")
         return [outputs[name][:count] for name in self._output_names]
+
+    def _stream_handle(self) -> int:
+        """The current CUDA stream, the one decode, preprocessing and NMS are queued on.
+
+        0 (the default stream) off CUDA, which only the tests' stand-in for TensorRT uses.
+        """
+        if self.device.type != "cuda":
+            return 0
+        return int(self.torch.cuda.current_stream(self.device.torch_device).cuda_stream)
 
     def close(self) -> None:
         self._outputs.clear()
