@@ -30,7 +30,7 @@ import grpc
 
 from framewire.common import __version__
 from framewire.common.auth import TokenFile
-from framewire.common.contract import MAX_REPORT_SAMPLES, SKIP_REASONS
+from framewire.common.contract import FLOW_HINT_LIFETIME, MAX_REPORT_SAMPLES, SKIP_REASONS
 from framewire.common.protoutil import seconds, timestamp_from_ns
 from framewire.common.tls import (
     TOKEN_ENV,
@@ -69,8 +69,6 @@ AUTH_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISS
 HANDSHAKE_PROBE_TIMEOUT = 3.0
 BACKOFF_FIRST = 0.25
 BACKOFF_MAX = 5.0
-# How long a FlowHint's frame rate holds unless the server repeats it.
-HINT_LIFETIME = 15.0
 # After a stop request, how long in-flight frames may take to be answered.
 STOP_GRACE = 3.0
 # Re-encoding tries when a frame is over the server's byte limit.
@@ -557,7 +555,7 @@ class AgentStream:
             return
         if hint.HasField("target_fps") and hint.target_fps > 0:
             self._send_interval = 1.0 / hint.target_fps
-            self._hint_until = time.monotonic() + HINT_LIFETIME
+            self._hint_until = time.monotonic() + FLOW_HINT_LIFETIME
         scale = None
         if hint.HasField("scale"):
             # The server sees the frames as sent, so its scale is relative to them.
