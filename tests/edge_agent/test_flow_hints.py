@@ -129,3 +129,25 @@ def test_a_stream_whose_frames_keep_being_skipped_is_hinted_and_the_agent_sends_
     assert share_after < share_before / 2, (share_after, share_before)
     # The captures not sent were skipped at the edge, where they cost no bytes.
     assert summary.skipped_edge.get("superseded", 0) > 0, summary.skipped_edge
+
+
+def test_a_stream_whose_skips_are_all_at_the_edge_needs_no_hint(
+    hinting_serve: ServerThread[IngestServer],
+) -> None:
+    # The default agent (adaptive window) at 60 fps on loopback: it keeps one frame
+    # in flight, so the newer captures are replaced at the edge before any byte is
+    # sent, the server skips nothing, and it has nothing to advise.
+    summary = EdgeAgent(
+        server=f"127.0.0.1:{hinting_serve.server.port}",
+        source=str(vtest_path()),
+        stream_id="edge-skips",
+        resize=(480, 270),
+        fps=60.0,
+        loop=True,
+        duration=5.0,  # 4 reviews or more at HINT_INTERVAL
+        follow_hints=True,
+    ).run()
+    assert summary.check() == []
+    assert summary.skipped_edge.get("superseded", 0) > 0, summary.format()
+    assert sum(summary.skipped_server.values()) == 0, summary.format()
+    assert summary.hints == 0, summary.format()
