@@ -18,6 +18,13 @@
    runs of tests/edge_agent/test_agent.py with the frame counts that test no
    longer asserts: frames processed of 60 at 20 fps (goal > 10) and of 6 s
    at 10 fps across connection-age reconnects (goal >= 30).
+6. delay: the agent's window. edge-agent at 30 fps against `framewire serve`
+   (default model) on loopback and through a proxy that delays every byte
+   20 ms each way (tests/netdelay.py): the adaptive window against fixed
+   windows of 1 and 2, frames served and latency, as ratios.
+7. hints: an agent sending far more than the model serves (fixed window of
+   8), with and without --follow-hints: the share of its frames the server
+   throws away, and bytes sent per frame served.
 
 Servers run as subprocesses (`framewire serve`, through the harness the tests
 use, tests/harness.py), the load from this process, so the server has a core of
@@ -608,6 +615,37 @@ def delayed_link(seconds: float, rounds: int) -> None:
             print(f"     adaptive / {other}: served {served:.2f}, p50 {p50:.2f}, p99 {p99:.2f}")
 
 
+def flow_hints(seconds: float) -> None:
+    """A stream that sends far more than the model serves, with and without --follow-hints."""
+    from framewire.edge_agent import EdgeAgent
+
+    print(
+        f"\n== flow hints: edge-agent at 60 fps (480x270) with a fixed window of 8 against serve "
+        f"(default model, a review every 2 s), {seconds:g} s, following the hints and not"
+    )
+    video = str(vtest_video())
+    port = free_port()
+    with serve(port, -1):
+        agent_run(port, video, "warm-up", 2.0)
+        for follow in (True, False):
+            summary = EdgeAgent(
+                server=f"127.0.0.1:{port}", source=video, stream_id="hints", fps=60.0,
+                duration=seconds, loop=True, resize=(480, 270), max_in_flight=8,
+                fixed_window=True, follow_hints=follow,
+            ).run()  # fmt: skip
+            assert summary.check() == [], summary.check()
+            skipped = sum(summary.skipped_server.values())
+            print(
+                f"   {'following' if follow else 'ignoring '}: sent "
+                f"{summary.sent / summary.seconds:5.1f} frames/s, served "
+                f"{summary.processed / summary.seconds:5.1f}/s, skipped by the server {skipped} "
+                f"of {summary.sent} ({skipped / max(1, summary.sent):.0%}: bytes thrown away), "
+                f"at the edge {sum(summary.skipped_edge.values())}; {summary.hints} hints; "
+                f"{summary.bytes_sent / max(1, summary.processed) / 1000:.0f} kB sent per "
+                "frame served"
+            )
+
+
 def worker_scaling(frames: list[tuple[bytes, int, int]], duration: float, rounds: int) -> None:
     print(
         "\n== workers: framewire ingest --workers 1 and 2 in front of one `framewire inference"
@@ -929,6 +967,7 @@ SECTIONS = (
     "mixed",
     "agent",
     "delay",
+    "hints",
     "gpu-like",
     "plain",
     "model-bound",
@@ -965,6 +1004,8 @@ def main(argv: list[str]) -> int:
         agent_runs(arguments.quick)
     if "delay" in chosen:
         delayed_link(3.0 if arguments.quick else 10.0, rounds=rounds)
+    if "hints" in chosen:
+        flow_hints(15.0 if arguments.quick else 40.0)
     if "gpu-like" in chosen:
         simulated_gpu(frames, duration)
     needs_onnx = chosen & {"plain", "model-bound", "overload"}
