@@ -586,17 +586,28 @@ def delayed_link(seconds: float, rounds: int) -> None:
     runs: dict[tuple[str, str], list[AgentRun]] = {}
     with serve(port, -1), DelayProxy(port, LINK_DELAY) as proxy:
         agent_run(port, video, "warm-up", 2.0)
-        for _ in range(rounds):  # interleaved, so drift hits every variant alike
+        for round_ in range(rounds):  # interleaved, so drift hits every variant alike
+            # Each round starts with another variant, so none always runs first.
+            order = WINDOWS[round_ % len(WINDOWS) :] + WINDOWS[: round_ % len(WINDOWS)]
             for link, link_port in (("loopback", port), ("delayed", proxy.port)):
-                for window, options in WINDOWS:
+                for window, options in order:
                     run = agent_run(link_port, video, "window", seconds, **options)
                     runs.setdefault((link, window), []).append(run)
+                served = ", ".join(
+                    f"{window} {runs[(link, window)][-1].served:.1f}" for window, _ in WINDOWS
+                )
+                print(f"   round {round_ + 1} {link}: served frames/s {served}")
 
     def median(link: str, window: str, pick: Any) -> float:
         return float(statistics.median(pick(run) for run in runs[(link, window)]))
 
+    def ratio(link: str, other: str, pick: Any) -> float:
+        """The median over rounds of adaptive / ``other``, each round's runs side by side."""
+        pairs = zip(runs[(link, "adaptive")], runs[(link, other)], strict=True)
+        return float(statistics.median(pick(mine) / pick(theirs) for mine, theirs in pairs))
+
     for link in ("loopback", "delayed"):
-        print(f"   {link}:")
+        print(f"   {link}, medians:")
         for window, _ in WINDOWS:
             print(
                 f"     {window:9s} served {median(link, window, lambda r: r.served):5.1f} "
@@ -607,12 +618,11 @@ def delayed_link(seconds: float, rounds: int) -> None:
                 f"{median(link, window, lambda r: r.skipped_server):.0f}"
             )
         for other in ("fixed 1", "fixed 2"):
-            served = median(link, "adaptive", lambda r: r.served) / median(
-                link, other, lambda r: r.served
+            print(
+                f"     adaptive / {other}: served {ratio(link, other, lambda r: r.served):.2f}, "
+                f"p50 {ratio(link, other, lambda r: r.p50):.2f}, "
+                f"p99 {ratio(link, other, lambda r: r.p99):.2f}"
             )
-            p50 = median(link, "adaptive", lambda r: r.p50) / median(link, other, lambda r: r.p50)
-            p99 = median(link, "adaptive", lambda r: r.p99) / median(link, other, lambda r: r.p99)
-            print(f"     adaptive / {other}: served {served:.2f}, p50 {p50:.2f}, p99 {p99:.2f}")
 
 
 def flow_hints(seconds: float) -> None:
