@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import time
 from dataclasses import dataclass, field
@@ -79,7 +80,13 @@ class _Pipe:
             self.stats.bytes += len(chunk)
             self.stats.chunks += 1
         if self.writer.can_write_eof():
-            self.writer.write_eof()
+            try:
+                self.writer.write_eof()
+            except OSError as error:
+                if error.errno != errno.ENOTCONN:
+                    raise
+                # The peer is already gone (it reset the connection): end as a reset does.
+                raise ConnectionResetError(str(error)) from error
 
 
 class DelayProxy:
@@ -177,6 +184,11 @@ class DelayProxy:
             queue=asyncio.Queue(self.buffer_chunks),
             chunk_size=self.chunk_size,
         )
+
+    @property
+    def busy(self) -> bool:
+        """Whether a connection is still open."""
+        return bool(self._connections)
 
     def stop(self) -> None:
         """Closes the listener and every connection; raises the first unexpected error, if any."""

@@ -8,6 +8,7 @@ sides of the proxy (one clock, one process).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -116,6 +117,7 @@ def test_a_target_that_stops_reading_stops_the_proxy_reading_too() -> None:
     payload = random.Random(5).randbytes(64 * 1024 * 1024)
     chunk_size, buffer_chunks = 1024, 8
     start_reading = asyncio.Event()
+    target_done = asyncio.Event()
     received = bytearray()
 
     async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -124,6 +126,7 @@ def test_a_target_that_stops_reading_stops_the_proxy_reading_too() -> None:
             received.extend(chunk)
         writer.close()
         await writer.wait_closed()
+        target_done.set()
 
     async def main(proxy_box: list[DelayProxy]) -> None:
         server, port = await listening(slow)
@@ -148,7 +151,8 @@ def test_a_target_that_stops_reading_stops_the_proxy_reading_too() -> None:
                 assert proxy.upstream.bytes < len(payload)
                 start_reading.set()
                 await sender
-                await until(lambda: len(received) == len(payload), "every byte at the target")
+                async with asyncio.timeout(30):
+                    await target_done.wait()  # the target read to the end: the half-close
                 writer.close()
                 await writer.wait_closed()
                 bound = (buffer_chunks + 2) * chunk_size
@@ -175,3 +179,27 @@ def test_a_target_that_is_down_closes_the_client_connection() -> None:
 def test_nonsense_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="delay must not be negative"):
         DelayProxy(free_port(), -0.1)
+
+
+def test_a_target_that_resets_the_connection_ends_it_without_a_proxy_failure() -> None:
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.transport.abort()  # RST, not FIN: the peer is gone at once
+
+    async def main() -> None:
+        server, port = await listening(reset)
+        async with server:
+            with DelayProxy(port, 0.01) as proxy:
+                for _ in range(20):  # the reset meets the proxy at a different step each time
+                    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+                    writer.write(b"frame")
+                    writer.write_eof()
+                    # The proxy passes the reset on, or ends the connection: either is an end.
+                    with contextlib.suppress(ConnectionResetError):
+                        assert await reader.read() == b""
+                    writer.close()
+                    with contextlib.suppress(ConnectionError):
+                        await writer.wait_closed()
+                await until(lambda: not proxy.busy, "the proxy to close every connection")
+            # Leaving the block stopped the proxy: it raises what went wrong, and nothing did.
+
+    asyncio.run(main())
