@@ -21,9 +21,38 @@ from tests.netdelay import DelayProxy
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-async def listening(handler: Handler) -> tuple[asyncio.Server, int]:
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    return server, int(server.sockets[0].getsockname()[1])
+class Target:
+    """A server on this test's loop. Each connection is closed when its handler returns,
+    and leaving the block waits for every handler (each ends once its peer is gone), so
+    no connection outlives the test's loop."""
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+        self._handlers: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def __aenter__(self) -> Target:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self._handler(reader, writer)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            self._handlers.discard(task)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._server.close()
+        async with asyncio.timeout(30):
+            await asyncio.gather(*self._handlers)
+        await self._server.wait_closed()
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
@@ -43,18 +72,15 @@ async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
         await writer.drain()
     writer.write_eof()
     await writer.drain()
-    writer.close()
-    await writer.wait_closed()
 
 
 def test_bytes_arrive_intact_and_in_order_both_ways_and_a_half_close_follows_them() -> None:
     payload = random.Random(12).randbytes(3_000_000)
 
     async def main() -> bytes:
-        server, port = await listening(echo)
-        async with server:
+        async with Target(echo) as target:
             # Small chunks and buffers: thousands of chunks held and delayed at once.
-            with DelayProxy(port, 0.01, chunk_size=1000, buffer_chunks=8) as proxy:
+            with DelayProxy(target.port, 0.01, chunk_size=1000, buffer_chunks=8) as proxy:
                 reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
 
                 async def send() -> None:
@@ -69,6 +95,7 @@ def test_bytes_arrive_intact_and_in_order_both_ways_and_a_half_close_follows_the
 
                 _, echoed = await asyncio.gather(send(), reader.read())
                 writer.close()
+                await writer.wait_closed()
                 assert proxy.upstream.bytes == proxy.downstream.bytes == len(payload)
                 return echoed
 
@@ -86,14 +113,11 @@ def test_each_direction_is_delayed_at_least_the_configured_time() -> None:
             replies.append(time.monotonic())
             writer.write(b"r")
             await writer.drain()
-        writer.close()
-        await writer.wait_closed()
 
     async def main() -> list[tuple[float, float, float]]:
-        server, port = await listening(stamp)
         trips = []
-        async with server:
-            with DelayProxy(port, delay) as proxy:
+        async with Target(stamp) as target:
+            with DelayProxy(target.port, delay) as proxy:
                 reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
                 for _ in range(5):
                     sent = time.monotonic()
@@ -124,15 +148,12 @@ def test_a_target_that_stops_reading_stops_the_proxy_reading_too() -> None:
         await start_reading.wait()
         while chunk := await reader.read(1 << 20):
             received.extend(chunk)
-        writer.close()
-        await writer.wait_closed()
         target_done.set()
 
     async def main(proxy_box: list[DelayProxy]) -> None:
-        server, port = await listening(slow)
-        async with server:
+        async with Target(slow) as target:
             with DelayProxy(
-                port, 0.001, chunk_size=chunk_size, buffer_chunks=buffer_chunks
+                target.port, 0.001, chunk_size=chunk_size, buffer_chunks=buffer_chunks
             ) as proxy:
                 proxy_box.append(proxy)
                 _, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
@@ -186,9 +207,8 @@ def test_a_target_that_resets_the_connection_ends_it_without_a_proxy_failure() -
         writer.transport.abort()  # RST, not FIN: the peer is gone at once
 
     async def main() -> None:
-        server, port = await listening(reset)
-        async with server:
-            with DelayProxy(port, 0.01) as proxy:
+        async with Target(reset) as target:
+            with DelayProxy(target.port, 0.01) as proxy:
                 for _ in range(20):  # the reset meets the proxy at a different step each time
                     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
                     writer.write(b"frame")
