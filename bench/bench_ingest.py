@@ -18,6 +18,13 @@
    runs of tests/edge_agent/test_agent.py with the frame counts that test no
    longer asserts: frames processed of 60 at 20 fps (goal > 10) and of 6 s
    at 10 fps across connection-age reconnects (goal >= 30).
+6. delay: the agent's window. edge-agent at 30 fps against `framewire serve`
+   (default model) on loopback and through a proxy that delays every byte
+   20 ms each way (tests/netdelay.py): the adaptive window against fixed
+   windows of 1 and 2, frames served and latency, as ratios.
+7. hints: an agent sending far more than the model serves (fixed window of
+   8), with and without --follow-hints: the share of its frames the server
+   throws away, and bytes sent per frame served.
 
 Servers run as subprocesses (`framewire serve`, through the harness the tests
 use, tests/harness.py), the load from this process, so the server has a core of
@@ -524,6 +531,131 @@ def agent_runs(quick: bool) -> None:
     )
 
 
+# -- the agent's window on a delayed link ------------------------------------------
+
+# One way: 20 ms each way is a 40 ms round trip, a link across a city or a busy Wi-Fi.
+LINK_DELAY = 0.020
+WINDOWS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("adaptive", {}),  # the default: 1 + ceil(network / server - 0.1), up to what was granted
+    ("fixed 1", {"max_in_flight": 1}),
+    ("fixed 2", {"max_in_flight": 2, "fixed_window": True}),  # the window before it adapted
+)
+
+
+@dataclass(frozen=True)
+class AgentRun:
+    served: float  # frames/s processed
+    p50: float  # capture to result, seconds
+    p99: float
+    mean_window: float  # over the frames sent, the window in force when each was sent
+    skipped_edge: int
+    skipped_server: int
+
+
+def agent_run(port: int, video: str, name: str, seconds: float, **options: Any) -> AgentRun:
+    from framewire.edge_agent import EdgeAgent
+
+    summary = EdgeAgent(
+        server=f"127.0.0.1:{port}", source=video, stream_id=name, fps=30.0, duration=seconds,
+        loop=True, resize=(480, 270), **{"max_in_flight": 4, **options},
+    ).run()  # fmt: skip
+    assert summary.check() == [], summary.check()
+    sent = max(1, sum(summary.window_sizes.values()))
+    return AgentRun(
+        served=summary.processed / summary.seconds,
+        p50=summary.latency(0.5) or 0.0,
+        p99=summary.latency(0.99) or 0.0,
+        mean_window=sum(size * count for size, count in summary.window_sizes.items()) / sent,
+        skipped_edge=sum(summary.skipped_edge.values()),
+        skipped_server=sum(summary.skipped_server.values()),
+    )
+
+
+def delayed_link(seconds: float, rounds: int) -> None:
+    """The real edge-agent's adaptive window against fixed windows of 1 and 2, on loopback
+    and through a delaying proxy (tests/netdelay.py), in front of the default model."""
+    from tests.netdelay import DelayProxy
+
+    print(
+        f"\n== the agent's window: edge-agent at 30 fps (480x270) against serve (default model), "
+        f"on loopback and through a proxy adding {LINK_DELAY * 1000:.0f} ms each way "
+        f"({2 * LINK_DELAY * 1000:.0f} ms round trip); {seconds:g} s per run, medians of {rounds}"
+    )
+    video = str(vtest_video())
+    port = free_port()
+    runs: dict[tuple[str, str], list[AgentRun]] = {}
+    with serve(port, -1), DelayProxy(port, LINK_DELAY) as proxy:
+        agent_run(port, video, "warm-up", 2.0)
+        for round_ in range(rounds):  # interleaved, so drift hits every variant alike
+            # Each round starts with another variant, so none always runs first.
+            order = WINDOWS[round_ % len(WINDOWS) :] + WINDOWS[: round_ % len(WINDOWS)]
+            for link, link_port in (("loopback", port), ("delayed", proxy.port)):
+                for window, options in order:
+                    run = agent_run(link_port, video, "window", seconds, **options)
+                    runs.setdefault((link, window), []).append(run)
+                served = ", ".join(
+                    f"{window} {runs[(link, window)][-1].served:.1f}" for window, _ in WINDOWS
+                )
+                print(f"   round {round_ + 1} {link}: served frames/s {served}")
+
+    def median(link: str, window: str, pick: Any) -> float:
+        return float(statistics.median(pick(run) for run in runs[(link, window)]))
+
+    def ratio(link: str, other: str, pick: Any) -> float:
+        """The median over rounds of adaptive / ``other``, each round's runs side by side."""
+        pairs = zip(runs[(link, "adaptive")], runs[(link, other)], strict=True)
+        return float(statistics.median(pick(mine) / pick(theirs) for mine, theirs in pairs))
+
+    for link in ("loopback", "delayed"):
+        print(f"   {link}, medians:")
+        for window, _ in WINDOWS:
+            print(
+                f"     {window:9s} served {median(link, window, lambda r: r.served):5.1f} "
+                f"frames/s, p50 {median(link, window, lambda r: r.p50) * 1000:4.0f} ms, p99 "
+                f"{median(link, window, lambda r: r.p99) * 1000:4.0f} ms, mean window "
+                f"{median(link, window, lambda r: r.mean_window):.2f}, skipped at the edge "
+                f"{median(link, window, lambda r: r.skipped_edge):.0f}, by the server "
+                f"{median(link, window, lambda r: r.skipped_server):.0f}"
+            )
+        for other in ("fixed 1", "fixed 2"):
+            print(
+                f"     adaptive / {other}: served {ratio(link, other, lambda r: r.served):.2f}, "
+                f"p50 {ratio(link, other, lambda r: r.p50):.2f}, "
+                f"p99 {ratio(link, other, lambda r: r.p99):.2f}"
+            )
+
+
+def flow_hints(seconds: float) -> None:
+    """A stream that sends far more than the model serves, with and without --follow-hints."""
+    from framewire.edge_agent import EdgeAgent
+
+    print(
+        f"\n== flow hints: edge-agent at 60 fps (480x270) with a fixed window of 8 against serve "
+        f"(default model, a review every 2 s), {seconds:g} s, following the hints and not"
+    )
+    video = str(vtest_video())
+    port = free_port()
+    with serve(port, -1):
+        agent_run(port, video, "warm-up", 2.0)
+        for follow in (True, False):
+            summary = EdgeAgent(
+                server=f"127.0.0.1:{port}", source=video, stream_id="hints", fps=60.0,
+                duration=seconds, loop=True, resize=(480, 270), max_in_flight=8,
+                fixed_window=True, follow_hints=follow,
+            ).run()  # fmt: skip
+            assert summary.check() == [], summary.check()
+            skipped = sum(summary.skipped_server.values())
+            print(
+                f"   {'following' if follow else 'ignoring '}: sent "
+                f"{summary.sent / summary.seconds:5.1f} frames/s, served "
+                f"{summary.processed / summary.seconds:5.1f}/s, skipped by the server {skipped} "
+                f"of {summary.sent} ({skipped / max(1, summary.sent):.0%}: bytes thrown away), "
+                f"at the edge {sum(summary.skipped_edge.values())}; {summary.hints} hints; "
+                f"{summary.bytes_sent / max(1, summary.processed) / 1000:.0f} kB sent per "
+                "frame served"
+            )
+
+
 def worker_scaling(frames: list[tuple[bytes, int, int]], duration: float, rounds: int) -> None:
     print(
         "\n== workers: framewire ingest --workers 1 and 2 in front of one `framewire inference"
@@ -844,6 +976,8 @@ SECTIONS = (
     "workers",
     "mixed",
     "agent",
+    "delay",
+    "hints",
     "gpu-like",
     "plain",
     "model-bound",
@@ -878,6 +1012,10 @@ def main(argv: list[str]) -> int:
         mixed_overload(frames, 4.0 if arguments.quick else 8.0)
     if "agent" in chosen:
         agent_runs(arguments.quick)
+    if "delay" in chosen:
+        delayed_link(3.0 if arguments.quick else 10.0, rounds=rounds)
+    if "hints" in chosen:
+        flow_hints(15.0 if arguments.quick else 40.0)
     if "gpu-like" in chosen:
         simulated_gpu(frames, duration)
     needs_onnx = chosen & {"plain", "model-bound", "overload"}

@@ -5,9 +5,18 @@ from __future__ import annotations
 from framewire.edge_agent.window import AdaptiveWindow
 
 
-def test_before_any_answer_the_window_is_what_the_server_granted() -> None:
-    assert AdaptiveWindow(granted=2).size == 2
+def test_before_any_answer_the_window_is_one() -> None:
+    assert AdaptiveWindow(granted=2).size == 1
     assert AdaptiveWindow(granted=0).size == 1
+
+
+def test_a_fixed_window_is_what_the_server_granted_whatever_was_measured() -> None:
+    window = AdaptiveWindow(granted=4, fixed=True)
+    assert window.size == 4
+    for _ in range(10):
+        window.observe(round_trip=0.082, server_total=0.080)
+    assert window.size == 4
+    assert AdaptiveWindow(granted=0, fixed=True).size == 1
 
 
 def test_a_busy_server_on_a_fast_link_gets_one_frame_at_a_time() -> None:

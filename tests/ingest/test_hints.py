@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from framewire.ingest.hints import HintReviewer, StreamLoad, advise, worth_sending
+from framewire.common.contract import FLOW_HINT_LIFETIME
+from framewire.ingest.hints import REPEAT_AFTER, HintReviewer, StreamLoad, advise, worth_sending
 from framewire.v1 import ingest_service_pb2
 
 
@@ -57,6 +58,35 @@ def test_repeats_are_suppressed_until_something_changes() -> None:
     assert worth_sending(first, ingest_service_pb2.FlowHint(target_fps=5), 5)
     assert worth_sending(first, ingest_service_pb2.FlowHint(target_fps=10, scale=0.5), 5)
     assert worth_sending(first, ingest_service_pb2.FlowHint(target_fps=10), 31)
+
+
+def test_unchanged_advice_that_still_applies_is_repeated_before_agents_let_it_lapse() -> None:
+    first = ingest_service_pb2.FlowHint(target_fps=10)
+    assert REPEAT_AFTER < FLOW_HINT_LIFETIME
+    assert worth_sending(first, ingest_service_pb2.FlowHint(target_fps=10), REPEAT_AFTER)
+
+
+def test_a_stream_that_speeds_up_again_after_its_hint_lapsed_is_told_again_at_once() -> None:
+    # The agent follows the hint (nothing skipped), its hinted rate lapses after
+    # FLOW_HINT_LIFETIME, it sends at full rate again and the server skips again:
+    # the next review repeats the same advice.
+    reviewer = HintReviewer()
+    limits = {"model_side": 640, "max_frame_bytes": 10**6}
+    assert reviewer.review(0.0, received=0, answered=0, skipped=0, **limits) is None
+    hint = reviewer.review(2.0, received=60, answered=20, skipped=40, **limits)
+    assert hint is not None
+    received = answered = 60
+    now = 2.0
+    while now < 2.0 + FLOW_HINT_LIFETIME:  # following: 10 fps sent, all of it served
+        now += 2.0
+        received, answered = received + 20, answered + 20
+        following = {"received": received, "answered": answered, "skipped": 40}
+        assert reviewer.review(now, **following, **limits) is None
+    now += 2.0  # lapsed: 30 fps sent again, 10 fps served
+    lapsed = {"received": received + 60, "answered": answered + 20, "skipped": 80}
+    again = reviewer.review(now, **lapsed, **limits)
+    assert again is not None
+    assert again.target_fps == pytest.approx(hint.target_fps)
 
 
 def test_frames_just_over_the_size_limit_get_no_scale_hint() -> None:

@@ -52,6 +52,11 @@ EDGE_SKIP_REASONS: Final[tuple[str, ...]] = tuple(SKIP_REASONS.values())
 STREAM_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 STREAM_ID_RULE: Final = "1 to 128 letters, digits or any of '._:-'"
 
+#: Seconds an agent holds a FlowHint's frame rate unless the server repeats it. The
+#: server repeats advice that still applies well within this, so a hint never lapses
+#: while the stream would still be skipped; a lapse lets a stream find out that the
+#: server has room again.
+FLOW_HINT_LIFETIME: Final = 15.0
 #: Unanswered frames a stream gets when its StreamConfig asks for none.
 DEFAULT_MAX_IN_FLIGHT: Final = 2
 #: Most end-to-end latency samples in one AgentReport.

@@ -29,6 +29,7 @@ from framewire.edge_agent.output import ResultEvent, Summary, detection_json
 from framewire.edge_agent.record import Recorder, RecorderError
 from framewire.edge_agent.sources import FrameSource, SourceError, open_source
 from framewire.edge_agent.stream import AgentStream
+from framewire.v1.ingest_service_pb2 import FlowHint
 
 ResultCallback = Callable[[ResultEvent], None]
 
@@ -152,11 +153,23 @@ class EdgeAgent:
             actions_run=sum(runner.runs for runner in self._runners()),
             actions_dropped=sum(runner.dropped for runner in self._runners()),
             recorded=self._recorder.frames_written if self._recorder else 0,
+            window_sizes=dict(self._stream.window_sizes),
+            hints=self._stream.hints_received,
         )
 
     @property
     def ledger(self) -> Ledger:
         return self._ledger
+
+    @property
+    def window(self) -> int:
+        """Frames the agent keeps unanswered now: adapted to what it measures, or fixed."""
+        return self._stream.window
+
+    @property
+    def last_hint(self) -> tuple[float, FlowHint] | None:
+        """The newest FlowHint received and when (time.monotonic), or None."""
+        return self._stream.last_hint
 
     @property
     def connected(self) -> bool:

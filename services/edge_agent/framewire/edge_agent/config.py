@@ -48,6 +48,11 @@ class StreamOptions:
         DEFAULT_MAX_IN_FLIGHT,
         "frames sent and not yet answered at most; a newer capture replaces a waiting one",
     )
+    fixed_window: bool = option(
+        False,
+        "keep --max-in-flight frames unanswered whatever the link; by default the window "
+        "adapts: 1 while the server is the bottleneck, more while the round trip dominates",
+    )
     follow_hints: bool = option(
         False, "follow the server's FlowHints (frame rate, scale, JPEG quality)"
     )

@@ -182,6 +182,9 @@ class Summary:
     actions_run: int = 0
     actions_dropped: int = 0
     recorded: int = 0
+    # Frames sent, by how many frames the window allowed in flight when each was sent.
+    window_sizes: dict[int, int] = field(default_factory=dict)
+    hints: int = 0  # FlowHints received
 
     @property
     def answered(self) -> int:
@@ -231,6 +234,13 @@ class Summary:
         if self.detections:
             top = ", ".join(f"{label} {count}" for label, count in self.detections.most_common(8))
             lines.append(f"  objects  {top}")
+        if self.window_sizes:
+            shown = ", ".join(
+                f"{size} for {count} sent" for size, count in sorted(self.window_sizes.items())
+            )
+            lines.append(f"  window   frames in flight at most: {shown}")
+        if self.hints:
+            lines.append(f"  hints    {self.hints} FlowHint(s) from the server")
         if self.reconnects:
             lines.append(f"  reconnected {self.reconnects} time(s)")
         if self.actions_run or self.actions_dropped:
@@ -262,6 +272,8 @@ class Summary:
             },
             "detections": dict(self.detections),
             "reconnects": self.reconnects,
+            "window_sizes": {str(size): count for size, count in sorted(self.window_sizes.items())},
+            "hints": self.hints,
         }
 
 

@@ -15,6 +15,7 @@ message that says which it was.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import logging
@@ -29,7 +30,7 @@ import grpc
 
 from framewire.common import __version__
 from framewire.common.auth import TokenFile
-from framewire.common.contract import MAX_REPORT_SAMPLES, SKIP_REASONS
+from framewire.common.contract import FLOW_HINT_LIFETIME, MAX_REPORT_SAMPLES, SKIP_REASONS
 from framewire.common.protoutil import seconds, timestamp_from_ns
 from framewire.common.tls import (
     TOKEN_ENV,
@@ -68,8 +69,6 @@ AUTH_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISS
 HANDSHAKE_PROBE_TIMEOUT = 3.0
 BACKOFF_FIRST = 0.25
 BACKOFF_MAX = 5.0
-# How long a FlowHint's frame rate holds unless the server repeats it.
-HINT_LIFETIME = 15.0
 # After a stop request, how long in-flight frames may take to be answered.
 STOP_GRACE = 3.0
 # Re-encoding tries when a frame is over the server's byte limit.
@@ -139,7 +138,12 @@ class AgentStream:
         self._seq = 0
         # What the server's StreamAccepted said (until then, what we asked for).
         self._max_in_flight = config.stream.max_in_flight
-        self._window = AdaptiveWindow(self._max_in_flight)
+        self._window = AdaptiveWindow(self._max_in_flight, fixed=config.stream.fixed_window)
+        # Frames sent, by the window in force when each was sent (for the summary).
+        self.window_sizes: collections.Counter[int] = collections.Counter()
+        # FlowHints received on any call, and the newest with when it came (monotonic seconds).
+        self.hints_received = 0
+        self.last_hint: tuple[float, ingest_service_pb2.FlowHint] | None = None
         self._max_frame_bytes = 0
         self._report_interval = config.stream.report_interval
         self._max_report_samples = MAX_REPORT_SAMPLES
@@ -150,6 +154,11 @@ class AgentStream:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tls = config.security.client_tls()
         self._token_file: TokenFile | None = None
+
+    @property
+    def window(self) -> int:
+        """Frames the agent keeps unanswered now (see framewire.edge_agent.window)."""
+        return self._window.size
 
     def notify(self) -> None:
         """Wakes the sender (from any thread): a frame is waiting, capture ended, or stop."""
@@ -353,7 +362,7 @@ class AgentStream:
 
     def _accepted(self, accepted: ingest_service_pb2.StreamAccepted) -> None:
         self._max_in_flight = max(1, accepted.max_in_flight)
-        self._window = AdaptiveWindow(self._max_in_flight)
+        self._window = AdaptiveWindow(self._max_in_flight, fixed=self.config.stream.fixed_window)
         self._max_frame_bytes = accepted.limits.max_frame_bytes
         self._report_interval = seconds(accepted.limits.report_interval) or (
             self.config.stream.report_interval
@@ -486,6 +495,7 @@ class AgentStream:
         )
         # Booked before the write: an answer can arrive before write() returns.
         self._ledger.on_sent(sent)
+        self.window_sizes[self._window.size] += 1
         await call.write(ingest_service_pb2.StreamFramesRequest(frame=frame))
 
     async def _send_report(self, call: StreamCall) -> None:
@@ -539,11 +549,13 @@ class AgentStream:
 
     def _follow(self, hint: ingest_service_pb2.FlowHint) -> None:
         _LOGGER.info("server hint: %s", hint.reason or hint)
+        self.hints_received += 1
+        self.last_hint = (time.monotonic(), hint)
         if not self.config.stream.follow_hints:
             return
         if hint.HasField("target_fps") and hint.target_fps > 0:
             self._send_interval = 1.0 / hint.target_fps
-            self._hint_until = time.monotonic() + HINT_LIFETIME
+            self._hint_until = time.monotonic() + FLOW_HINT_LIFETIME
         scale = None
         if hint.HasField("scale"):
             # The server sees the frames as sent, so its scale is relative to them.

@@ -9,7 +9,9 @@ the agent gets is older than it had to be. So the agent keeps
 
 frames in flight, measured per answer (network time is the round trip less
 the server's own total), within what the server granted: 1 on a LAN in
-front of a busy model, more across a slow link.
+front of a busy model, more across a slow link. Until the first answer it
+keeps 1: a burst of frames sent before anything was measured would wait at
+a busy server, and across a slow link one round trip is all it costs.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ NETWORK_SLACK = 0.1
 
 @dataclass
 class AdaptiveWindow:
-    """The agent's window: starts at what the server granted, then follows the measurements."""
+    """The agent's window: 1 until the first answer, then follows the measurements."""
 
     granted: int
+    fixed: bool = False  # --fixed-window: always ``granted``, whatever is measured
     smoothing: float = SMOOTHING
     network: float | None = None  # smoothed seconds on the wire, both ways
     server: float | None = None  # smoothed seconds at the server
@@ -46,8 +49,10 @@ class AdaptiveWindow:
     @property
     def size(self) -> int:
         """Frames to keep in flight now, from 1 to ``granted``."""
-        if self.network is None or self.server is None:
+        if self.fixed:
             return max(1, self.granted)
+        if self.network is None or self.server is None:
+            return 1
         share = self.network / max(self.server, MIN_SERVER_TIME)
         wanted = 1 + math.ceil(max(0.0, share - NETWORK_SLACK))
         return max(1, min(self.granted, wanted))

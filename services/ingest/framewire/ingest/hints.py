@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from framewire.common.contract import FLOW_HINT_LIFETIME
 from framewire.v1 import ingest_service_pb2
 
 # A stream is advised to slow down when at least this share of its frames
@@ -74,8 +75,12 @@ def advise(
     return hint
 
 
-# A hint is repeated at most this often when nothing about it changed.
-REPEAT_AFTER = 30.0
+# Unchanged advice is repeated, while it still applies, after this long: well
+# within the time an agent holds a hinted rate, so a stream whose hint lapsed and
+# that again sends more than the server takes is told again at the next review.
+# (At 30 s, past the agents' 15 s, such a stream sent at full rate, its frames
+# thrown away, for up to 15 s of every 30.)
+REPEAT_AFTER = FLOW_HINT_LIFETIME / 2
 
 
 def worth_sending(
