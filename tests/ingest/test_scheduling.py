@@ -139,3 +139,33 @@ def test_a_model_slower_than_the_budget_still_gets_fresh_frames_one_at_a_time() 
         slow.observe(1, 0.03)
     plan = plan_batch([0.01, 0.02], slow, budget=0.5, max_batch=8)
     assert plan.send == (0, 1)
+
+
+def test_singles_measured_beside_another_batch_do_not_make_batching_look_worth_it() -> None:
+    """Measured on a 2-core CPU: singles took 39 ms while another batch ran, 18 ms alone;
+    judged by wall clock, a batch of four (75 ms alone) looked like a saving and took
+    every frame, leaving a core idle. In target time the four cost what four singles do."""
+    cost = CostModel()
+    cost.observe(1, 0.039, concurrency=2)
+    cost.observe(4, 0.075, concurrency=1)
+    assert cost.expected(1) == pytest.approx(0.039)  # the deadline rule sees the wall clock
+    assert cost.share(1) == pytest.approx(0.0195)
+    assert batch_limit(4, free_slots=2, cost=cost, max_batch=8) == 2
+    wall_clock_only = CostModel()
+    wall_clock_only.observe(1, 0.039)
+    wall_clock_only.observe(4, 0.075)
+    assert batch_limit(4, free_slots=2, cost=wall_clock_only, max_batch=8) == 4
+
+
+def test_on_a_gpu_overlapping_batches_still_say_batching_pays() -> None:
+    """Two overlapping batches on one GPU each take about twice as long: in target time a
+    batch of 32 still costs little more than one image."""
+    cost = CostModel()
+    cost.observe(1, 0.022, concurrency=2)
+    cost.observe(32, 0.042, concurrency=2)
+    assert batch_limit(40, free_slots=2, cost=cost, max_batch=32) == 32
+
+
+def test_a_concurrency_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="beside"):
+        CostModel().observe(1, 0.1, concurrency=0.5)

@@ -212,6 +212,7 @@ class Batcher:
 
     async def _run_batch(self, target: InferenceTarget, batch: list[PendingFrame]) -> None:
         dispatched = self._clock()
+        beside_at_start = target.in_flight  # this batch included
         request = inference_service_pb2.DetectRequest()
         for pending in batch:
             frame = pending.frame
@@ -221,7 +222,12 @@ class Batcher:
             image.options.CopyFrom(pending.session.options)
         try:
             response, answered_by = await self._detect(target, request)
-            self._costs[answered_by].observe(len(batch), self._clock() - dispatched)
+            # The batches that shared the target with this one (itself included), on
+            # average over its run; _detect has already taken this one off in_flight.
+            beside = (beside_at_start + target.in_flight + 1) / 2 if answered_by is target else 1
+            self._costs[answered_by].observe(
+                len(batch), self._clock() - dispatched, concurrency=max(1.0, beside)
+            )
         except FramewireError as error:
             response = None
             failure = error
