@@ -169,3 +169,34 @@ def test_on_a_gpu_overlapping_batches_still_say_batching_pays() -> None:
 def test_a_concurrency_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="beside"):
         CostModel().observe(1, 0.1, concurrency=0.5)
+
+
+def test_an_alternative_not_seen_for_a_while_is_tried_again() -> None:
+    """A cold first batch of one made singles look dear; batching was chosen from then on
+    and singles were never measured again. After REFRESH_AFTER batches the spread is tried."""
+    from framewire.ingest.scheduling import REFRESH_AFTER
+
+    cost = CostModel()
+    cost.observe(1, 0.200)  # the cold first run
+    cost.observe(2, 0.040)
+    assert batch_limit(2, free_slots=2, cost=cost, max_batch=8) == 2  # batching "pays"
+    for _ in range(REFRESH_AFTER):
+        cost.observe(2, 0.040)
+    assert cost.stale(1)
+    assert batch_limit(2, free_slots=2, cost=cost, max_batch=8) == 1  # tried once more
+    cost.observe(1, 0.019)  # replaces the stale estimate rather than nudging it
+    assert not cost.stale(1)
+    assert cost.share(1) == pytest.approx(0.019)
+    assert batch_limit(2, free_slots=2, cost=cost, max_batch=8) == 1  # now known: spread
+
+
+def test_on_a_gpu_the_refresh_costs_one_small_batch_in_fifty() -> None:
+    from framewire.ingest.scheduling import REFRESH_AFTER
+
+    cost = gpu_like()
+    choices = []
+    for _ in range(3 * REFRESH_AFTER):
+        limit = batch_limit(32, free_slots=2, cost=cost, max_batch=32)
+        choices.append(limit)
+        cost.observe(limit, 0.010 + 0.001 * limit)
+    assert choices.count(32) >= len(choices) - 4

@@ -93,6 +93,8 @@ class CostModel:
     smoothing: float = SMOOTHING
     _wall: _Curve = field(init=False)
     _share: _Curve = field(init=False)
+    _observations: int = 0
+    _last_seen: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._wall = _Curve(self.smoothing)
@@ -105,8 +107,20 @@ class CostModel:
             raise ValueError(
                 f"a batch of {size} cannot take {seconds} s beside {concurrency} batches"
             )
+        if self.stale(size):  # an old estimate describes other conditions: start afresh
+            self._wall.estimates.pop(size, None)
+            self._share.estimates.pop(size, None)
         self._wall.observe(size, seconds)
         self._share.observe(size, seconds / concurrency)
+        self._observations += 1
+        self._last_seen[size] = self._observations
+
+    def stale(self, size: int) -> bool:
+        """Whether ``size`` was last observed over :data:`REFRESH_AFTER` batches ago (or
+        never, once anything has been): its estimate may describe another machine load."""
+        if not self._observations:
+            return False
+        return self._observations - self._last_seen.get(size, 0) > REFRESH_AFTER
 
     @property
     def known(self) -> bool:
@@ -122,6 +136,11 @@ class CostModel:
         return self._share.expected(size)
 
 
+# An estimate not refreshed for this many batches is tried again: a choice made on it
+# (batching, say) would otherwise never observe the alternative, and an estimate made
+# under other conditions (a cold model, a busier machine) would decide for ever.
+REFRESH_AFTER = 50
+
 # Batching must save at least this share of the time per image to be worth
 # holding frames in one batch rather than spreading them over free slots.
 BATCHING_PAYS = 0.8
@@ -132,11 +151,15 @@ def batch_limit(waiting: int, free_slots: int, cost: CostModel, max_batch: int) 
 
     When a batch of all the waiting frames costs nearly as much per image as
     one image alone (in target time, :meth:`CostModel.share`), the frames are
-    spread evenly over the free slots.
+    spread evenly over the free slots. When no single image has gone for
+    :data:`REFRESH_AFTER` batches, one goes alone, to refresh the estimate this
+    rule compares with.
     """
     limit = max(1, min(max_batch, waiting))
     if free_slots <= 1 or limit <= 1 or not cost.known:
         return limit
+    if cost.stale(1) and not cost.stale(limit):
+        return 1  # the rule leans on one image's cost: measure it again now and then
     per_image_batched = cost.share(limit) / limit
     if per_image_batched < BATCHING_PAYS * cost.share(1):
         return limit
