@@ -12,13 +12,15 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 
 import grpc
 import pytest
 
 from framewire.common.transport import TransportConfig, channel_options
-from framewire.v1 import ingest_service_pb2_grpc
+from framewire.v1 import ingest_service_pb2, ingest_service_pb2_grpc
 from tests.harness import Process, framewire_command, free_port, running
 from tests.streaming import config_request
 
@@ -118,7 +120,16 @@ def test_a_client_notices_a_frozen_server_within_its_keepalive_settings() -> Non
             f"127.0.0.1:{port}", options=channel_options(transport)
         ) as channel:
             stub = ingest_service_pb2_grpc.IngestServiceStub(channel)
-            call = stub.StreamFrames(iter([config_request("frozen-server")]), timeout=60)
+            # The request side stays open, as an agent's does: a client that half-closed
+            # with nothing in flight would let the server end the call OK on its own,
+            # before the freeze (seen once in CI).
+            done = threading.Event()
+
+            def requests() -> Iterator[ingest_service_pb2.StreamFramesRequest]:
+                yield config_request("frozen-server")
+                done.wait()
+
+            call = stub.StreamFrames(requests(), timeout=60)
             assert next(call).HasField("accepted")
             os.kill(server.process.pid, signal.SIGSTOP)
             frozen = time.monotonic()
@@ -127,6 +138,7 @@ def test_a_client_notices_a_frozen_server_within_its_keepalive_settings() -> Non
                     next(call)
                 noticed = time.monotonic() - frozen
             finally:
+                done.set()
                 os.kill(server.process.pid, signal.SIGKILL)
                 os.kill(server.process.pid, signal.SIGCONT)
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
