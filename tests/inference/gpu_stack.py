@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -135,3 +136,21 @@ def yolo_models(kind: str, size: int) -> tuple[Path, Path]:
         return torchscript, onnx
     building.rename(folder)
     return torchscript, onnx
+
+
+def count_matches(found: list[list[Any]], expected: list[list[Any]]) -> tuple[int, int]:
+    """``(matched, total)``: expected detections with a found one of the same label at
+    IoU >= 0.9, each found detection used once; images given in the same order."""
+    from tests.inference.conftest import box, iou
+
+    total = matched = 0
+    for got, want in zip(found, expected, strict=True):
+        unused = list(got)
+        for detection in want:
+            total += 1
+            same = [d for d in unused if d.label == detection.label]
+            best = max(same, key=lambda d: iou(box(d), box(detection)), default=None)
+            if best is not None and iou(box(best), box(detection)) >= 0.9:
+                matched += 1
+                unused.remove(best)
+    return matched, total

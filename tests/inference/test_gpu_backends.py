@@ -26,14 +26,12 @@ from framewire.inference.engine import Engine
 from framewire.v1 import inference_service_pb2
 from tests.inference.conftest import (
     RunningServer,
-    box,
     encode_jpeg,
     engine_config,
-    iou,
     jpeg_image,
     server_config,
 )
-from tests.inference.gpu_stack import require_torch, vtest_rgb, yolo_models
+from tests.inference.gpu_stack import count_matches, require_torch, vtest_rgb, yolo_models
 
 pytestmark = pytest.mark.slow
 
@@ -73,18 +71,10 @@ def test_torch_backend_detections_match_onnxruntime_on_real_frames(kind: str) ->
     on_onnx = _detect(
         engine_config(model=onnx, backend="onnxruntime", max_batch=8), frames, threshold
     )
-    total = matched = 0
     for torch_found, onnx_found in zip(on_torch, on_onnx, strict=True):
         assert len(onnx_found) > 3, "the test model should find boxes on every frame"
-        unused = list(torch_found)
-        for expected in onnx_found:
-            total += 1
-            candidates = [d for d in unused if d.label == expected.label]  # type: ignore[attr-defined]
-            best = max(candidates, key=lambda d: iou(box(d), box(expected)), default=None)
-            if best is not None and iou(box(best), box(expected)) >= 0.9:
-                matched += 1
-                unused.remove(best)
         assert len(torch_found) == len(onnx_found)
+    matched, total = count_matches(on_torch, on_onnx)
     assert matched == total, f"{total - matched} of {total} detections differ"
 
 

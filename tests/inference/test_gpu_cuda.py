@@ -12,8 +12,8 @@ import pytest
 from framewire.inference.heads import DecodeOptions, YoloV8Head
 from framewire.inference.inputs import decode_rgb
 from framewire.inference.preprocess import LETTERBOX_GREY, fill_slot, place
-from tests.inference.conftest import box, encode_jpeg, engine_config, iou
-from tests.inference.gpu_stack import require_cuda, vtest_rgb, yolo_models
+from tests.inference.conftest import encode_jpeg, engine_config
+from tests.inference.gpu_stack import count_matches, require_cuda, vtest_rgb, yolo_models
 from tests.inference.test_gpu_backends import _detect, _frames
 from tests.inference.test_gpu_pipeline import _random_prediction
 
@@ -77,16 +77,7 @@ def test_torch_on_cuda_matches_onnxruntime_on_the_cpu(precision: str) -> None:
         0.8,
     )
     cpu = _detect(engine_config(model=onnx, backend="onnxruntime"), frames, 0.8)
-    total = matched = 0
-    for on_gpu, on_cpu in zip(cuda, cpu, strict=True):
-        unused = list(on_gpu)
-        for expected in on_cpu:
-            total += 1
-            same = [d for d in unused if d.label == expected.label]  # type: ignore[attr-defined]
-            best = max(same, key=lambda d: iou(box(d), box(expected)), default=None)
-            if best is not None and iou(box(best), box(expected)) >= 0.9:
-                matched += 1
-                unused.remove(best)
+    matched, total = count_matches(cuda, cpu)
     print(f"{precision}: {matched} of {total} CPU detections matched on the GPU")
     # An untrained network amplifies rounding: FP16 (and nvJPEG's IDCT) may move a few boxes.
     assert matched >= (1.0 if precision == "fp32" else 0.9) * total

@@ -50,7 +50,7 @@ from framewire.common.protoutil import duration
 from framewire.inference import labels as labels_module
 from framewire.inference.backends import Backend, NullBackend
 from framewire.inference.config import DEVICE_BACKENDS, EngineConfig
-from framewire.inference.heads import DecodeOptions, Detections
+from framewire.inference.heads import DecodeOptions, Detections, Head
 from framewire.inference.inputs import InputBatches, InputSpec, decode_rgb
 from framewire.inference.loading import LoadedModel, load_model, read_custom_labels
 from framewire.inference.metrics import InferenceMetrics
@@ -309,12 +309,7 @@ class ModelEngine(Engine):
         return (self._spec.width, self._spec.height)
 
     def input_batch(self, images: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[Any]:
-        spec, head = self._spec, self.head
-        batch = np.zeros(spec.batch_shape(spec.fixed_batch or len(images)), np.dtype(spec.dtype))
-        for slot, image in enumerate(images):
-            placement = place(image.shape[1], image.shape[0], spec.width, spec.height, head.fit)
-            fill_slot(batch[slot], image, placement, layout=spec.layout, scale=head.pixel_scale)
-        return batch
+        return host_input_batch(self._spec, self.head, images)
 
     def _prepare(
         self, image: inference_service_pb2.Image, batch: npt.NDArray[Any], slot: int
@@ -411,6 +406,17 @@ class ModelEngine(Engine):
         """Stops the decode pool, then releases the model."""
         self._pool.shutdown(wait=True)
         self.backend.close()
+
+
+def host_input_batch(
+    spec: InputSpec, head: Head, images: Sequence[npt.NDArray[np.uint8]]
+) -> npt.NDArray[Any]:
+    """A fresh host model input for RGB images, fitted as the host engine fits them."""
+    batch = np.zeros(spec.batch_shape(spec.fixed_batch or len(images)), np.dtype(spec.dtype))
+    for slot, image in enumerate(images):
+        placement = place(image.shape[1], image.shape[0], spec.width, spec.height, head.fit)
+        fill_slot(batch[slot], image, placement, layout=spec.layout, scale=head.pixel_scale)
+    return batch
 
 
 def fill_detections(

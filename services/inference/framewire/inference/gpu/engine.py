@@ -34,13 +34,13 @@ from prometheus_client import CollectorRegistry
 from framewire.common.errors import FramewireError, invalid_argument
 from framewire.common.protoutil import duration
 from framewire.inference.config import EngineConfig
-from framewire.inference.engine import Engine, fill_detections
+from framewire.inference.engine import Engine, fill_detections, host_input_batch
 from framewire.inference.gpu.backend import DeviceBackend
 from framewire.inference.gpu.pipeline import decode_jpegs, fit_batch, yolo_detections
 from framewire.inference.heads import DecodeOptions, Detections, SsdHead
 from framewire.inference.inputs import InputSpec
 from framewire.inference.loading import LoadedModel
-from framewire.inference.preprocess import LETTERBOX_GREY, Placement, fill_slot, place
+from framewire.inference.preprocess import LETTERBOX_GREY, Placement, place
 from framewire.inference.validation import check_header
 from framewire.v1 import inference_service_pb2
 
@@ -99,12 +99,7 @@ class GpuEngine(Engine):
 
     def input_batch(self, images: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[Any]:
         """The model input for RGB images, prepared on the host as the CPU engine does."""
-        spec, head = self._spec, self.head
-        batch = np.zeros(spec.batch_shape(spec.fixed_batch or len(images)), np.dtype(spec.dtype))
-        for slot, image in enumerate(images):
-            placement = place(image.shape[1], image.shape[0], spec.width, spec.height, head.fit)
-            fill_slot(batch[slot], image, placement, layout=spec.layout, scale=head.pixel_scale)
-        return batch
+        return host_input_batch(self._spec, self.head, images)
 
     def _answer(
         self,
