@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from framewire.ingest.scheduling import CostModel, batch_limit, misses_deadline, plan_batch
+from framewire.ingest.scheduling import (
+    CostModel,
+    batch_limit,
+    batch_wait,
+    misses_deadline,
+    plan_batch,
+)
 
 
 def cpu_like() -> CostModel:
@@ -200,3 +206,22 @@ def test_on_a_gpu_the_refresh_costs_one_small_batch_in_fifty() -> None:
         choices.append(limit)
         cost.observe(limit, 0.010 + 0.001 * limit)
     assert choices.count(32) >= len(choices) - 4
+
+
+def test_a_batch_waits_for_more_frames_only_where_that_pays() -> None:
+    # A GPU: a fuller batch is far cheaper per image; wait, but no longer than configured.
+    assert batch_wait(3, gpu_like(), max_delay=0.004, max_batch=32) == 0.004
+    # A CPU: a fuller batch costs as much per image; waiting only adds latency.
+    assert batch_wait(1, cpu_like(), max_delay=0.004, max_batch=8) == 0.0
+    # Nothing learned yet: the configured delay.
+    assert batch_wait(1, CostModel(), max_delay=0.004, max_batch=8) == 0.004
+    # Full already: nothing to wait for.
+    assert batch_wait(32, gpu_like(), max_delay=0.004, max_batch=32) == 0.0
+
+
+def test_a_batch_never_waits_longer_than_it_is_expected_to_run() -> None:
+    fast = CostModel()
+    fast.observe(1, 0.0002)
+    fast.observe(8, 0.0003)  # batching pays, but a batch runs in a fraction of the delay
+    assert batch_wait(2, fast, max_delay=0.004, max_batch=8) == pytest.approx(fast.expected(2))
+    assert fast.expected(2) < 0.001

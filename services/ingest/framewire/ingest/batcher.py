@@ -9,7 +9,8 @@ frame instead of going to the back.
 
 A batch leaves when it is full, when every open stream already has a frame
 waiting (waiting longer cannot grow it), or when its oldest frame has waited
-``max_batch_delay``. It goes to the next inference target with room, round
+long enough: up to ``max_batch_delay`` where a fuller batch is cheaper per
+image, not at all where it is not (:func:`~framewire.ingest.scheduling.batch_wait`). It goes to the next inference target with room, round
 robin; a target that answers UNAVAILABLE is retried once elsewhere. When no
 target is usable at all, waiting frames fail at once with UNAVAILABLE rather
 than age silently.
@@ -32,7 +33,7 @@ from framewire.common.serving import log_task_failure
 from framewire.ingest.config import IngestConfig
 from framewire.ingest.metrics import IngestMetrics
 from framewire.ingest.observer import StreamObserver
-from framewire.ingest.scheduling import CostModel, batch_limit, plan_batch
+from framewire.ingest.scheduling import CostModel, batch_limit, batch_wait, plan_batch
 from framewire.ingest.streams import PendingFrame, StreamSession, failed_result
 from framewire.ingest.targets import InferenceTarget, unavailable_everywhere
 from framewire.ingest.tracking import Tracking, frame_time
@@ -138,7 +139,12 @@ class Batcher:
                 return None  # every usable target is full; a finishing batch wakes us
             now = self._clock()
             oldest = min(session.slot_since for session in self._line.values())
-            ready_at = oldest + self._config.max_batch_delay
+            ready_at = oldest + batch_wait(
+                len(self._line),
+                self._costs[target],
+                max_delay=self._config.max_batch_delay,
+                max_batch=self.max_batch,
+            )
             full = len(self._line) >= self.max_batch or len(self._line) >= self._open_streams
             if not (full or self._hurry or now >= ready_at):
                 return ready_at - now

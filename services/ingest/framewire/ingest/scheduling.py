@@ -14,6 +14,8 @@ that knowledge before any model time is spent:
 - Where batching saves little (a CPU), the frames waiting are spread over the
   model slots that are free, so several small batches run at once and keep
   every core busy, instead of one large batch leaving a slot idle.
+- A batch waits for more frames only where a fuller batch is cheaper per
+  image, and never longer than it is expected to run (:func:`batch_wait`).
 """
 
 from __future__ import annotations
@@ -164,6 +166,32 @@ def batch_limit(waiting: int, free_slots: int, cost: CostModel, max_batch: int) 
     if per_image_batched < BATCHING_PAYS * cost.share(1):
         return limit
     return max(1, math.ceil(limit / free_slots))
+
+
+def batch_wait(waiting: int, cost: CostModel, *, max_delay: float, max_batch: int) -> float:
+    """How long the oldest of ``waiting`` frames may wait for others to join its batch.
+
+    Waiting pays only where a fuller batch costs less per image (in target
+    time, :meth:`CostModel.share`) than the batch as it stands, by the same
+    :data:`BATCHING_PAYS` margin as :func:`batch_limit`; elsewhere (a CPU model)
+    the frames go now. Where it pays (a GPU), they wait at most ``max_delay``,
+    and never longer than the batch as it stands is expected to run: a frame
+    that arrives later joins the next batch at no greater cost than the wait.
+    While nothing is learned the wait is ``max_delay``, as configured.
+
+    Measured on a fast model, the fixed wait was the whole of a frame's stay:
+    a stream's next frames arrived meanwhile and replaced the waiting one.
+    """
+    if not cost.known:
+        return max_delay
+    size = max(1, min(waiting, max_batch))
+    if size >= max_batch:
+        return 0.0
+    per_image_now = cost.share(size) / size
+    per_image_full = cost.share(max_batch) / max_batch
+    if per_image_full >= BATCHING_PAYS * per_image_now:
+        return 0.0
+    return min(max_delay, cost.expected(size))
 
 
 def misses_deadline(age: float, expected: float, budget: float) -> bool:
