@@ -10,12 +10,11 @@ frame instead of going to the back.
 A batch leaves when it is full, when every open stream already has a frame
 waiting (waiting longer cannot grow it), or when its oldest frame has waited
 long enough: up to ``max_batch_delay`` where a fuller batch is cheaper per
-image, not at all where it is not
-(:func:`~framewire.ingest.scheduling.batch_wait`). It goes to the next
-inference target with room, round
-robin; a target that answers UNAVAILABLE is retried once elsewhere. When no
-target is usable at all, waiting frames fail at once with UNAVAILABLE rather
-than age silently.
+image, not at all where it is not (see
+:func:`~framewire.ingest.scheduling.batch_wait`). It goes to the next
+inference target with room, round robin; a target that answers UNAVAILABLE is
+retried once elsewhere. When no target is usable at all, waiting frames fail
+at once with UNAVAILABLE rather than age silently.
 """
 
 from __future__ import annotations
