@@ -54,6 +54,7 @@ import grpc
 
 from bench.baselines import PLAIN_THREADS
 from framewire.common.protoutil import seconds, timestamp_from_ns
+from framewire.ingest.config import IngestConfig
 from framewire.v1 import common_pb2, ingest_service_pb2, ingest_service_pb2_grpc
 from tests.assets import SHARED, AssetMissing, vtest_video
 from tests.harness import (
@@ -399,12 +400,20 @@ def model_bound(frames: list[tuple[bytes, int, int]], duration: float, rounds: i
     return statistics.median(served)
 
 
+# The defaults the overload rows run with, named in their titles.
+DEFAULTS = IngestConfig()
+
+
 def overload(frames: list[tuple[bytes, int, int]], duration: float, capacity: float) -> None:
     print(f"\n== overload 2x: capacity {capacity:.1f} frames/s (SSD on ONNX Runtime)")
     rate = capacity / 2  # per stream: one stream is half the capacity, four are twice it
     calm_p50 = 0.0
     for tuned in (False, True):
-        title = "defaults (max-frame-age 0.5 s, 2 batches in flight, batches up to 8)"
+        title = (
+            f"defaults (max-frame-age {DEFAULTS.max_frame_age:g} s, up to "
+            f"{DEFAULTS.batches_in_flight} batches in flight, batches up to "
+            f"{DEFAULTS.max_batch_size})"
+        )
         options: tuple[str, ...] = ()
         if tuned:
             title = "latency-tuned (max-frame-age = unloaded p50, 1 batch in flight, batch 1)"

@@ -162,3 +162,18 @@ def test_framewire_serve_has_one_flag_per_idea() -> None:
     assert config.engine.max_batch == 3
     assert config.engine.concurrent_batches == 1
     assert config.engine.max_image_pixels == 1000
+
+
+def test_framewire_serve_preallocates_for_the_batches_ingest_will_keep_in_flight() -> None:
+    from framewire.inference import EngineConfig
+    from framewire.ingest.config import IngestConfig
+    from framewire.ingest.scheduling import PIPELINE_DEPTH
+    from framewire.ingest.serve_command import ServeConfig
+
+    ingest = IngestConfig(batches_in_flight=4)
+    # A CPU model: every slot runs (useful_in_flight), each with its input batch.
+    assert ServeConfig(ingest=ingest).engine.concurrent_batches == 4
+    # A GPU: batching pays, ingest keeps PIPELINE_DEPTH in flight; no unused device buffers.
+    for engine in (EngineConfig(backend="torch"), EngineConfig(device="cuda")):
+        config = ServeConfig(engine=engine, ingest=ingest)
+        assert config.engine.concurrent_batches == PIPELINE_DEPTH

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 
 from framewire.ingest.scheduling import (
+    PIPELINE_DEPTH,
     CostModel,
     batch_limit,
     batch_wait,
     misses_deadline,
     plan_batch,
+    useful_in_flight,
 )
 
 
@@ -225,3 +227,11 @@ def test_a_batch_never_waits_longer_than_it_is_expected_to_run() -> None:
     fast.observe(8, 0.0003)  # batching pays, but a batch runs in a fraction of the delay
     assert batch_wait(2, fast, max_delay=0.004, max_batch=8) == pytest.approx(fast.expected(2))
     assert fast.expected(2) < 0.001
+
+
+def test_every_slot_is_used_where_batching_saves_little_and_two_where_it_pays() -> None:
+    assert useful_in_flight(4, cpu_like(), max_batch=8) == 4
+    assert useful_in_flight(4, gpu_like(), max_batch=32) == PIPELINE_DEPTH
+    assert useful_in_flight(4, CostModel(), max_batch=8) == PIPELINE_DEPTH  # nothing learned
+    assert useful_in_flight(1, gpu_like(), max_batch=32) == 1  # never more than the capacity
+    assert useful_in_flight(4, gpu_like(), max_batch=1) == 4  # no batching to protect

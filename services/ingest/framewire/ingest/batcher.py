@@ -34,7 +34,13 @@ from framewire.common.serving import log_task_failure
 from framewire.ingest.config import IngestConfig
 from framewire.ingest.metrics import IngestMetrics
 from framewire.ingest.observer import StreamObserver
-from framewire.ingest.scheduling import CostModel, batch_limit, batch_wait, plan_batch
+from framewire.ingest.scheduling import (
+    CostModel,
+    batch_limit,
+    batch_wait,
+    plan_batch,
+    useful_in_flight,
+)
 from framewire.ingest.streams import PendingFrame, StreamSession, failed_result
 from framewire.ingest.targets import InferenceTarget, unavailable_everywhere
 from framewire.ingest.tracking import Tracking, frame_time
@@ -154,11 +160,15 @@ class Batcher:
                 self._dispatch(target, batch)
         return None
 
+    def _slots(self, target: InferenceTarget) -> int:
+        """The batches worth having in flight at ``target`` (see ``useful_in_flight``)."""
+        return useful_in_flight(target.capacity, self._costs[target], self.max_batch)
+
     def _pick_target(self) -> InferenceTarget | None:
         count = len(self._targets)
         for offset in range(count):
             target = self._targets[(self._next_target + offset) % count]
-            if target.has_room:
+            if target.usable and target.in_flight < self._slots(target):
                 self._next_target = (self._next_target + offset + 1) % count
                 return target
         return None
@@ -173,7 +183,7 @@ class Batcher:
                 turns.append((session, session.slot))
         cost = self._costs[target]
         free_slots = sum(
-            max(0, candidate.capacity - candidate.in_flight)
+            max(0, self._slots(candidate) - candidate.in_flight)
             for candidate in self._targets
             if candidate.usable
         )

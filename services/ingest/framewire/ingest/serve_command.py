@@ -20,9 +20,10 @@ from framewire.common.exits import SERVER_EXIT_CODES, ExitCode
 from framewire.common.serving import ListenConfig, SecurityConfig
 from framewire.common.transport import TransportConfig
 from framewire.inference import Engine, EngineConfig
-from framewire.inference.config import InferenceServerConfig
+from framewire.inference.config import DEVICE_BACKENDS, InferenceServerConfig
 from framewire.ingest.config import IngestConfig, IngestServerConfig, TargetsConfig, WorkersConfig
 from framewire.ingest.runner import parse_config, serve_until_signal
+from framewire.ingest.scheduling import PIPELINE_DEPTH
 from framewire.ingest.server import IngestServer, start_ingest_server
 from framewire.ingest.targets import LocalTarget
 from framewire.ingest.workers import supervise
@@ -55,10 +56,15 @@ class ServeConfig:
     workers: WorkersConfig = WorkersConfig()
 
     def __post_init__(self) -> None:
+        concurrent = self.ingest.batches_in_flight
+        if self.engine.device == "cuda" or self.engine.backend in DEVICE_BACKENDS:
+            # On a GPU batching pays, so ingest keeps PIPELINE_DEPTH batches in flight
+            # (useful_in_flight): more preallocated device buffers would go unused.
+            concurrent = min(concurrent, PIPELINE_DEPTH)
         engine = dataclasses.replace(
             self.engine,
             max_batch=self.ingest.max_batch_size,
-            concurrent_batches=self.ingest.batches_in_flight,
+            concurrent_batches=concurrent,
             max_image_pixels=self.ingest.max_frame_pixels,
             max_image_pixels_per_byte=self.ingest.max_frame_pixels_per_byte,
         )

@@ -89,11 +89,6 @@ class InferenceTarget(abc.ABC):
         """True while the target is known to serve."""
         return self._usable
 
-    @property
-    def has_room(self) -> bool:
-        """True when another batch may be sent now."""
-        return self._usable and self.in_flight < self.capacity
-
     def _set_usable(self, usable: bool) -> None:
         if usable != self._usable:
             self._usable = usable
