@@ -119,20 +119,23 @@ def test_with_nothing_learned_every_fresh_frame_is_sent() -> None:
     assert plan.skip == ()
 
 
-def test_where_batching_saves_little_frames_spread_over_free_slots() -> None:
-    assert batch_limit(4, free_slots=2, cost=cpu_like(), max_batch=8) == 2
-    assert batch_limit(5, free_slots=2, cost=cpu_like(), max_batch=8) == 3
-    assert batch_limit(4, free_slots=1, cost=cpu_like(), max_batch=8) == 4
+def test_where_batching_saves_little_frames_spread_over_the_slots() -> None:
+    assert batch_limit(4, slots=2, cost=cpu_like(), max_batch=8) == 2
+    assert batch_limit(5, slots=2, cost=cpu_like(), max_batch=8) == 3
+    assert batch_limit(4, slots=1, cost=cpu_like(), max_batch=8) == 4
+    # Three waiting and four slots, one of them free: one goes now, the others to the next
+    # slots that free, rather than three in one long run.
+    assert batch_limit(3, slots=4, cost=cpu_like(), max_batch=8) == 1
 
 
 def test_where_batching_pays_frames_stay_together() -> None:
-    assert batch_limit(40, free_slots=2, cost=gpu_like(), max_batch=32) == 32
-    assert batch_limit(4, free_slots=4, cost=gpu_like(), max_batch=32) == 4
+    assert batch_limit(40, slots=2, cost=gpu_like(), max_batch=32) == 32
+    assert batch_limit(4, slots=4, cost=gpu_like(), max_batch=32) == 4
 
 
 def test_with_nothing_learned_the_limit_is_the_waiting_frames() -> None:
-    assert batch_limit(3, free_slots=2, cost=CostModel(), max_batch=8) == 3
-    assert batch_limit(0, free_slots=2, cost=CostModel(), max_batch=8) == 1
+    assert batch_limit(3, slots=2, cost=CostModel(), max_batch=8) == 3
+    assert batch_limit(0, slots=2, cost=CostModel(), max_batch=8) == 1
 
 
 def test_a_model_slower_than_the_budget_still_gets_fresh_frames_one_at_a_time() -> None:
@@ -158,11 +161,11 @@ def test_singles_measured_beside_another_batch_do_not_make_batching_look_worth_i
     cost.observe(4, 0.075, concurrency=1)
     assert cost.expected(1) == pytest.approx(0.039)  # the deadline rule sees the wall clock
     assert cost.share(1) == pytest.approx(0.0195)
-    assert batch_limit(4, free_slots=2, cost=cost, max_batch=8) == 2
+    assert batch_limit(4, slots=2, cost=cost, max_batch=8) == 2
     wall_clock_only = CostModel()
     wall_clock_only.observe(1, 0.039)
     wall_clock_only.observe(4, 0.075)
-    assert batch_limit(4, free_slots=2, cost=wall_clock_only, max_batch=8) == 4
+    assert batch_limit(4, slots=2, cost=wall_clock_only, max_batch=8) == 4
 
 
 def test_on_a_gpu_overlapping_batches_still_say_batching_pays() -> None:
@@ -171,7 +174,7 @@ def test_on_a_gpu_overlapping_batches_still_say_batching_pays() -> None:
     cost = CostModel()
     cost.observe(1, 0.022, concurrency=2)
     cost.observe(32, 0.042, concurrency=2)
-    assert batch_limit(40, free_slots=2, cost=cost, max_batch=32) == 32
+    assert batch_limit(40, slots=2, cost=cost, max_batch=32) == 32
 
 
 def test_a_concurrency_below_one_is_refused() -> None:
@@ -187,15 +190,15 @@ def test_an_alternative_not_seen_for_a_while_is_tried_again() -> None:
     cost = CostModel()
     cost.observe(1, 0.200)  # the cold first run
     cost.observe(2, 0.040)
-    assert batch_limit(2, free_slots=2, cost=cost, max_batch=8) == 2  # batching "pays"
+    assert batch_limit(2, slots=2, cost=cost, max_batch=8) == 2  # batching "pays"
     for _ in range(REFRESH_AFTER):
         cost.observe(2, 0.040)
     assert cost.stale(1)
-    assert batch_limit(2, free_slots=2, cost=cost, max_batch=8) == 1  # tried once more
+    assert batch_limit(2, slots=2, cost=cost, max_batch=8) == 1  # tried once more
     cost.observe(1, 0.019)  # replaces the stale estimate rather than nudging it
     assert not cost.stale(1)
     assert cost.share(1) == pytest.approx(0.019)
-    assert batch_limit(2, free_slots=2, cost=cost, max_batch=8) == 1  # now known: spread
+    assert batch_limit(2, slots=2, cost=cost, max_batch=8) == 1  # now known: spread
 
 
 def test_on_a_gpu_the_refresh_costs_one_small_batch_in_fifty() -> None:
@@ -204,7 +207,7 @@ def test_on_a_gpu_the_refresh_costs_one_small_batch_in_fifty() -> None:
     cost = gpu_like()
     choices = []
     for _ in range(3 * REFRESH_AFTER):
-        limit = batch_limit(32, free_slots=2, cost=cost, max_batch=32)
+        limit = batch_limit(32, slots=2, cost=cost, max_batch=32)
         choices.append(limit)
         cost.observe(limit, 0.010 + 0.001 * limit)
     assert choices.count(32) >= len(choices) - 4

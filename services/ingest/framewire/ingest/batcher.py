@@ -182,16 +182,12 @@ class Batcher:
             else:
                 turns.append((session, session.slot))
         cost = self._costs[target]
-        free_slots = sum(
-            max(0, self._slots(candidate) - candidate.in_flight)
-            for candidate in self._targets
-            if candidate.usable
-        )
+        slots = sum(self._slots(candidate) for candidate in self._targets if candidate.usable)
         plan = plan_batch(
             [now - pending.received_at for _, pending in turns],
             cost,
             budget=self._config.max_frame_age,
-            max_batch=batch_limit(len(turns), free_slots, cost, self.max_batch),
+            max_batch=batch_limit(len(turns), slots, cost, self.max_batch),
         )
         for index in plan.skip:
             session = turns[index][0]
