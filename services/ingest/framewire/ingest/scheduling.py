@@ -164,11 +164,10 @@ def batch_limit(waiting: int, slots: int, cost: CostModel, max_batch: int) -> in
     When a batch of all the waiting frames costs nearly as much per image as
     one image alone (in target time, :meth:`CostModel.share`), a batch takes
     only its share of the waiting frames over all the slots; the rest go to
-    the next slot that frees, rather than lengthening this run (measured
-    against a thread-pooled server on the CPU SSD: single runs served more
-    frames than runs of two or three). When no single image has gone for
-    :data:`REFRESH_AFTER` batches, one goes alone, to refresh the estimate
-    this rule compares with.
+    the next slot that frees, rather than lengthening this run (where a run of
+    three costs about three runs, its first frames would wait for its last).
+    When no single image has gone for :data:`REFRESH_AFTER` batches, one goes
+    alone, to refresh the estimate this rule compares with.
     """
     limit = max(1, min(max_batch, waiting))
     if slots <= 1 or limit <= 1 or not cost.known:
