@@ -99,6 +99,7 @@ def test_model_info_describes_the_default_model(opencv_server: RunningServer) ->
     assert info.max_batch_size == 8
     assert info.max_image_pixels == PIXEL_LIMIT
     assert info.default_score_threshold == pytest.approx(0.5)
+    assert info.concurrent_batches == 2  # --concurrent-batches' default
 
 
 def test_dog_bicycle_and_car(server: RunningServer) -> None:

@@ -239,6 +239,7 @@ class GetModelInfoResponse(_message.Message):
     HEAD_FIELD_NUMBER: _builtins.int
     MAX_IMAGE_PIXELS_FIELD_NUMBER: _builtins.int
     DEFAULT_SCORE_THRESHOLD_FIELD_NUMBER: _builtins.int
+    CONCURRENT_BATCHES_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     """A stable identifier of the model: its name and a short hash of its
     weights, for example "ssd_mobilenet_v2_coco@1a2b3c4d".
@@ -263,6 +264,11 @@ class GetModelInfoResponse(_message.Message):
     """
     default_score_threshold: _builtins.float
     """The score threshold used when a request gives none, in [0, 1]."""
+    concurrent_batches: _builtins.int
+    """How many Detect batches the server prepares or runs at once; calls beyond
+    that wait in its queue. A client that wants fresh results keeps no more
+    than this in flight (ingest does). 0 means not stated.
+    """
     @_builtins.property
     def labels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The class names, indexed by Detection.class_id."""
@@ -279,10 +285,11 @@ class GetModelInfoResponse(_message.Message):
         head: _builtins.str = ...,
         max_image_pixels: _builtins.int = ...,
         default_score_threshold: _builtins.float = ...,
+        concurrent_batches: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "default_score_threshold", b"default_score_threshold", "head", b"head", "input_height", b"input_height", "input_width", b"input_width", "labels", b"labels", "max_batch_size", b"max_batch_size", "max_image_pixels", b"max_image_pixels", "model_id", b"model_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "concurrent_batches", b"concurrent_batches", "default_score_threshold", b"default_score_threshold", "head", b"head", "input_height", b"input_height", "input_width", b"input_width", "labels", b"labels", "max_batch_size", b"max_batch_size", "max_image_pixels", b"max_image_pixels", "model_id", b"model_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

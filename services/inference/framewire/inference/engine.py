@@ -132,6 +132,7 @@ class Engine(abc.ABC):
             head=self.head_name,
             max_image_pixels=self.config.max_image_pixels,
             default_score_threshold=self.config.score_threshold,
+            concurrent_batches=self.config.concurrent_batches,
         )
 
     # ---------------------------------------------------------------- detecting

@@ -161,8 +161,13 @@ class Batcher:
         return None
 
     def _slots(self, target: InferenceTarget) -> int:
-        """The batches worth having in flight at ``target`` (see ``useful_in_flight``)."""
-        return useful_in_flight(target.capacity, self._costs[target], self.max_batch)
+        """The batches worth having in flight at ``target`` (see ``useful_in_flight``): never
+        more than the model says it runs at once, since more would wait in its queue, where
+        a newer frame can no longer replace them."""
+        capacity = target.capacity
+        if target.model is not None and target.model.concurrent_batches > 0:
+            capacity = min(capacity, target.model.concurrent_batches)
+        return useful_in_flight(capacity, self._costs[target], self.max_batch)
 
     def _pick_target(self) -> InferenceTarget | None:
         count = len(self._targets)

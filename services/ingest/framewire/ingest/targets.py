@@ -44,6 +44,8 @@ class ModelDescription:
     max_batch_size: int
     input_width: int = 0
     input_height: int = 0
+    # Batches the model prepares or runs at once; 0: not stated (an older server).
+    concurrent_batches: int = 0
 
     @property
     def name(self) -> str:
@@ -70,6 +72,7 @@ def describe(info: inference_service_pb2.GetModelInfoResponse) -> ModelDescripti
         max_batch_size=info.max_batch_size,
         input_width=info.input_width,
         input_height=info.input_height,
+        concurrent_batches=info.concurrent_batches,
     )
 
 

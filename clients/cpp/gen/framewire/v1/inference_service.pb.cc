@@ -121,6 +121,7 @@ PROTOBUF_CONSTEXPR GetModelInfoResponse::GetModelInfoResponse(
   , /*decltype(_impl_.max_batch_size_)*/0u
   , /*decltype(_impl_.default_score_threshold_)*/0
   , /*decltype(_impl_.max_image_pixels_)*/uint64_t{0u}
+  , /*decltype(_impl_.concurrent_batches_)*/0u
   , /*decltype(_impl_._cached_size_)*/{}} {}
 struct GetModelInfoResponseDefaultTypeInternal {
   PROTOBUF_CONSTEXPR GetModelInfoResponseDefaultTypeInternal()
@@ -208,6 +209,7 @@ const uint32_t TableStruct_framewire_2fv1_2finference_5fservice_2eproto::offsets
   PROTOBUF_FIELD_OFFSET(::framewire::v1::GetModelInfoResponse, _impl_.head_),
   PROTOBUF_FIELD_OFFSET(::framewire::v1::GetModelInfoResponse, _impl_.max_image_pixels_),
   PROTOBUF_FIELD_OFFSET(::framewire::v1::GetModelInfoResponse, _impl_.default_score_threshold_),
+  PROTOBUF_FIELD_OFFSET(::framewire::v1::GetModelInfoResponse, _impl_.concurrent_batches_),
 };
 static const ::_pbi::MigrationSchema schemas[] PROTOBUF_SECTION_VARIABLE(protodesc_cold) = {
   { 0, 9, -1, sizeof(::framewire::v1::DetectOptions)},
@@ -250,7 +252,7 @@ const char descriptor_table_protodef_framewire_2fv1_2finference_5fservice_2eprot
   "\022\026\n\006height\030\005 \001(\rR\006height\"`\n\016DetectRespon"
   "se\0223\n\007results\030\001 \003(\0132\031.framewire.v1.Image"
   "ResultR\007results\022\031\n\010model_id\030\002 \001(\tR\007model"
-  "Id\"\025\n\023GetModelInfoRequest\"\303\002\n\024GetModelIn"
+  "Id\"\025\n\023GetModelInfoRequest\"\362\002\n\024GetModelIn"
   "foResponse\022\031\n\010model_id\030\001 \001(\tR\007modelId\022\030\n"
   "\007backend\030\002 \001(\tR\007backend\022\037\n\013input_width\030\003"
   " \001(\rR\ninputWidth\022!\n\014input_height\030\004 \001(\rR\013"
@@ -258,19 +260,20 @@ const char descriptor_table_protodef_framewire_2fv1_2finference_5fservice_2eprot
   "ax_batch_size\030\006 \001(\rR\014maxBatchSize\022\022\n\004hea"
   "d\030\007 \001(\tR\004head\022(\n\020max_image_pixels\030\010 \001(\004R"
   "\016maxImagePixels\0226\n\027default_score_thresho"
-  "ld\030\t \001(\002R\025defaultScoreThreshold2\256\001\n\020Infe"
-  "renceService\022C\n\006Detect\022\033.framewire.v1.De"
-  "tectRequest\032\034.framewire.v1.DetectRespons"
-  "e\022U\n\014GetModelInfo\022!.framewire.v1.GetMode"
-  "lInfoRequest\032\".framewire.v1.GetModelInfo"
-  "Responseb\006proto3"
+  "ld\030\t \001(\002R\025defaultScoreThreshold\022-\n\022concu"
+  "rrent_batches\030\n \001(\rR\021concurrentBatches2\256"
+  "\001\n\020InferenceService\022C\n\006Detect\022\033.framewir"
+  "e.v1.DetectRequest\032\034.framewire.v1.Detect"
+  "Response\022U\n\014GetModelInfo\022!.framewire.v1."
+  "GetModelInfoRequest\032\".framewire.v1.GetMo"
+  "delInfoResponseb\006proto3"
   ;
 static const ::_pbi::DescriptorTable* const descriptor_table_framewire_2fv1_2finference_5fservice_2eproto_deps[1] = {
   &::descriptor_table_framewire_2fv1_2fcommon_2eproto,
 };
 static ::_pbi::once_flag descriptor_table_framewire_2fv1_2finference_5fservice_2eproto_once;
 const ::_pbi::DescriptorTable descriptor_table_framewire_2fv1_2finference_5fservice_2eproto = {
-    false, false, 1336, descriptor_table_protodef_framewire_2fv1_2finference_5fservice_2eproto,
+    false, false, 1383, descriptor_table_protodef_framewire_2fv1_2finference_5fservice_2eproto,
     "framewire/v1/inference_service.proto",
     &descriptor_table_framewire_2fv1_2finference_5fservice_2eproto_once, descriptor_table_framewire_2fv1_2finference_5fservice_2eproto_deps, 1, 7,
     schemas, file_default_instances, TableStruct_framewire_2fv1_2finference_5fservice_2eproto::offsets,
@@ -1702,6 +1705,7 @@ GetModelInfoResponse::GetModelInfoResponse(const GetModelInfoResponse& from)
     , decltype(_impl_.max_batch_size_){}
     , decltype(_impl_.default_score_threshold_){}
     , decltype(_impl_.max_image_pixels_){}
+    , decltype(_impl_.concurrent_batches_){}
     , /*decltype(_impl_._cached_size_)*/{}};
 
   _internal_metadata_.MergeFrom<::PROTOBUF_NAMESPACE_ID::UnknownFieldSet>(from._internal_metadata_);
@@ -1730,8 +1734,8 @@ GetModelInfoResponse::GetModelInfoResponse(const GetModelInfoResponse& from)
       _this->GetArenaForAllocation());
   }
   ::memcpy(&_impl_.input_width_, &from._impl_.input_width_,
-    static_cast<size_t>(reinterpret_cast<char*>(&_impl_.max_image_pixels_) -
-    reinterpret_cast<char*>(&_impl_.input_width_)) + sizeof(_impl_.max_image_pixels_));
+    static_cast<size_t>(reinterpret_cast<char*>(&_impl_.concurrent_batches_) -
+    reinterpret_cast<char*>(&_impl_.input_width_)) + sizeof(_impl_.concurrent_batches_));
   // @@protoc_insertion_point(copy_constructor:framewire.v1.GetModelInfoResponse)
 }
 
@@ -1749,6 +1753,7 @@ inline void GetModelInfoResponse::SharedCtor(
     , decltype(_impl_.max_batch_size_){0u}
     , decltype(_impl_.default_score_threshold_){0}
     , decltype(_impl_.max_image_pixels_){uint64_t{0u}}
+    , decltype(_impl_.concurrent_batches_){0u}
     , /*decltype(_impl_._cached_size_)*/{}
   };
   _impl_.model_id_.InitDefault();
@@ -1797,8 +1802,8 @@ void GetModelInfoResponse::Clear() {
   _impl_.backend_.ClearToEmpty();
   _impl_.head_.ClearToEmpty();
   ::memset(&_impl_.input_width_, 0, static_cast<size_t>(
-      reinterpret_cast<char*>(&_impl_.max_image_pixels_) -
-      reinterpret_cast<char*>(&_impl_.input_width_)) + sizeof(_impl_.max_image_pixels_));
+      reinterpret_cast<char*>(&_impl_.concurrent_batches_) -
+      reinterpret_cast<char*>(&_impl_.input_width_)) + sizeof(_impl_.concurrent_batches_));
   _internal_metadata_.Clear<::PROTOBUF_NAMESPACE_ID::UnknownFieldSet>();
 }
 
@@ -1890,6 +1895,14 @@ const char* GetModelInfoResponse::_InternalParse(const char* ptr, ::_pbi::ParseC
         if (PROTOBUF_PREDICT_TRUE(static_cast<uint8_t>(tag) == 77)) {
           _impl_.default_score_threshold_ = ::PROTOBUF_NAMESPACE_ID::internal::UnalignedLoad<float>(ptr);
           ptr += sizeof(float);
+        } else
+          goto handle_unusual;
+        continue;
+      // uint32 concurrent_batches = 10 [json_name = "concurrentBatches"];
+      case 10:
+        if (PROTOBUF_PREDICT_TRUE(static_cast<uint8_t>(tag) == 80)) {
+          _impl_.concurrent_batches_ = ::PROTOBUF_NAMESPACE_ID::internal::ReadVarint32(&ptr);
+          CHK_(ptr);
         } else
           goto handle_unusual;
         continue;
@@ -1996,6 +2009,12 @@ uint8_t* GetModelInfoResponse::_InternalSerialize(
     target = ::_pbi::WireFormatLite::WriteFloatToArray(9, this->_internal_default_score_threshold(), target);
   }
 
+  // uint32 concurrent_batches = 10 [json_name = "concurrentBatches"];
+  if (this->_internal_concurrent_batches() != 0) {
+    target = stream->EnsureSpace(target);
+    target = ::_pbi::WireFormatLite::WriteUInt32ToArray(10, this->_internal_concurrent_batches(), target);
+  }
+
   if (PROTOBUF_PREDICT_FALSE(_internal_metadata_.have_unknown_fields())) {
     target = ::_pbi::WireFormat::InternalSerializeUnknownFieldsToArray(
         _internal_metadata_.unknown_fields<::PROTOBUF_NAMESPACE_ID::UnknownFieldSet>(::PROTOBUF_NAMESPACE_ID::UnknownFieldSet::default_instance), target, stream);
@@ -2070,6 +2089,11 @@ size_t GetModelInfoResponse::ByteSizeLong() const {
     total_size += ::_pbi::WireFormatLite::UInt64SizePlusOne(this->_internal_max_image_pixels());
   }
 
+  // uint32 concurrent_batches = 10 [json_name = "concurrentBatches"];
+  if (this->_internal_concurrent_batches() != 0) {
+    total_size += ::_pbi::WireFormatLite::UInt32SizePlusOne(this->_internal_concurrent_batches());
+  }
+
   return MaybeComputeUnknownFieldsSize(total_size, &_impl_._cached_size_);
 }
 
@@ -2117,6 +2141,9 @@ void GetModelInfoResponse::MergeImpl(::PROTOBUF_NAMESPACE_ID::Message& to_msg, c
   if (from._internal_max_image_pixels() != 0) {
     _this->_internal_set_max_image_pixels(from._internal_max_image_pixels());
   }
+  if (from._internal_concurrent_batches() != 0) {
+    _this->_internal_set_concurrent_batches(from._internal_concurrent_batches());
+  }
   _this->_internal_metadata_.MergeFrom<::PROTOBUF_NAMESPACE_ID::UnknownFieldSet>(from._internal_metadata_);
 }
 
@@ -2150,8 +2177,8 @@ void GetModelInfoResponse::InternalSwap(GetModelInfoResponse* other) {
       &other->_impl_.head_, rhs_arena
   );
   ::PROTOBUF_NAMESPACE_ID::internal::memswap<
-      PROTOBUF_FIELD_OFFSET(GetModelInfoResponse, _impl_.max_image_pixels_)
-      + sizeof(GetModelInfoResponse::_impl_.max_image_pixels_)
+      PROTOBUF_FIELD_OFFSET(GetModelInfoResponse, _impl_.concurrent_batches_)
+      + sizeof(GetModelInfoResponse::_impl_.concurrent_batches_)
       - PROTOBUF_FIELD_OFFSET(GetModelInfoResponse, _impl_.input_width_)>(
           reinterpret_cast<char*>(&_impl_.input_width_),
           reinterpret_cast<char*>(&other->_impl_.input_width_));

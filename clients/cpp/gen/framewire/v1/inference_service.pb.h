@@ -1278,6 +1278,7 @@ class GetModelInfoResponse final :
     kMaxBatchSizeFieldNumber = 6,
     kDefaultScoreThresholdFieldNumber = 9,
     kMaxImagePixelsFieldNumber = 8,
+    kConcurrentBatchesFieldNumber = 10,
   };
   // repeated string labels = 5 [json_name = "labels"];
   int labels_size() const;
@@ -1390,6 +1391,15 @@ class GetModelInfoResponse final :
   void _internal_set_max_image_pixels(uint64_t value);
   public:
 
+  // uint32 concurrent_batches = 10 [json_name = "concurrentBatches"];
+  void clear_concurrent_batches();
+  uint32_t concurrent_batches() const;
+  void set_concurrent_batches(uint32_t value);
+  private:
+  uint32_t _internal_concurrent_batches() const;
+  void _internal_set_concurrent_batches(uint32_t value);
+  public:
+
   // @@protoc_insertion_point(class_scope:framewire.v1.GetModelInfoResponse)
  private:
   class _Internal;
@@ -1407,6 +1417,7 @@ class GetModelInfoResponse final :
     uint32_t max_batch_size_;
     float default_score_threshold_;
     uint64_t max_image_pixels_;
+    uint32_t concurrent_batches_;
     mutable ::PROTOBUF_NAMESPACE_ID::internal::CachedSize _cached_size_;
   };
   union { Impl_ _impl_; };
@@ -2470,6 +2481,26 @@ inline void GetModelInfoResponse::_internal_set_default_score_threshold(float va
 inline void GetModelInfoResponse::set_default_score_threshold(float value) {
   _internal_set_default_score_threshold(value);
   // @@protoc_insertion_point(field_set:framewire.v1.GetModelInfoResponse.default_score_threshold)
+}
+
+// uint32 concurrent_batches = 10 [json_name = "concurrentBatches"];
+inline void GetModelInfoResponse::clear_concurrent_batches() {
+  _impl_.concurrent_batches_ = 0u;
+}
+inline uint32_t GetModelInfoResponse::_internal_concurrent_batches() const {
+  return _impl_.concurrent_batches_;
+}
+inline uint32_t GetModelInfoResponse::concurrent_batches() const {
+  // @@protoc_insertion_point(field_get:framewire.v1.GetModelInfoResponse.concurrent_batches)
+  return _internal_concurrent_batches();
+}
+inline void GetModelInfoResponse::_internal_set_concurrent_batches(uint32_t value) {
+  
+  _impl_.concurrent_batches_ = value;
+}
+inline void GetModelInfoResponse::set_concurrent_batches(uint32_t value) {
+  _internal_set_concurrent_batches(value);
+  // @@protoc_insertion_point(field_set:framewire.v1.GetModelInfoResponse.concurrent_batches)
 }
 
 #ifdef __GNUC__

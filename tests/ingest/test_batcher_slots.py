@@ -1,0 +1,105 @@
+"""How many batches the batcher keeps in flight at a target: real batcher, in-process targets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry
+
+from framewire.common.protoutil import timestamp_from_ns
+from framewire.ingest.batcher import Batcher
+from framewire.ingest.config import IngestConfig
+from framewire.ingest.metrics import IngestMetrics
+from framewire.ingest.streams import StreamSession, StreamSettings
+from framewire.ingest.targets import InferenceTarget, ModelDescription
+from framewire.v1 import common_pb2, inference_service_pb2, ingest_service_pb2
+
+
+class CpuLikeTarget(InferenceTarget):
+    """Each image costs the same whatever the batch (batching saves nothing); records how many
+    batches it ran at once."""
+
+    def __init__(self, capacity: int, concurrent_batches: int) -> None:
+        super().__init__("cpu-like", capacity)
+        self.model = ModelDescription(
+            model_id="cpu-like@0",
+            labels=("thing",),
+            default_score_threshold=0.5,
+            max_batch_size=8,
+            concurrent_batches=concurrent_batches,
+        )
+        self.running = 0
+        self.most_at_once = 0
+
+    async def start(self, on_change: Callable[[], None]) -> None:
+        self._on_change = on_change
+        self._set_usable(True)
+
+    async def detect(
+        self, request: inference_service_pb2.DetectRequest
+    ) -> inference_service_pb2.DetectResponse:
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            await asyncio.sleep(0.01 * len(request.images))
+        finally:
+            self.running -= 1
+        response = inference_service_pb2.DetectResponse(model_id="cpu-like@0")
+        for _ in request.images:
+            response.results.add()
+        return response
+
+    async def close(self) -> None:
+        self._set_usable(False)
+
+
+def frame(seq: int) -> ingest_service_pb2.Frame:
+    return ingest_service_pb2.Frame(
+        seq=seq,
+        capture_time=timestamp_from_ns(time.time_ns()),
+        encoding=common_pb2.ENCODING_JPEG,
+        width=8,
+        height=8,
+        data=b"\xff\xd8 not decoded by this target",
+    )
+
+
+async def most_batches_at_once(target: CpuLikeTarget, streams: int = 8) -> int:
+    config = IngestConfig(batches_in_flight=target.capacity)
+    batcher = Batcher(config, [target], IngestMetrics(CollectorRegistry()))
+    await target.start(batcher.wake)
+    sessions = [
+        StreamSession(key, StreamSettings(f"s{key}", 0.5, (), 1, "test")) for key in range(streams)
+    ]
+    answered = asyncio.Event()
+    for session in sessions:
+        session.wakeup = answered.set  # called whenever the session has an answer to write
+        batcher.stream_opened(session)
+    running = asyncio.create_task(batcher.run())
+    try:
+        for seq in range(1, 21):  # twenty frames per stream, each after the last was answered
+            for session in sessions:
+                if session.accept(frame(seq), time.monotonic()):
+                    batcher.offer(session)
+            while any(session.waiting for session in sessions):
+                answered.clear()
+                await asyncio.wait_for(answered.wait(), 5.0)
+            for session in sessions:
+                session.outbox.clear()
+    finally:
+        running.cancel()
+    assert all(session.received == 20 for session in sessions)
+    return target.most_at_once
+
+
+def test_where_batching_saves_little_every_slot_runs() -> None:
+    target = CpuLikeTarget(capacity=4, concurrent_batches=4)
+    assert asyncio.run(most_batches_at_once(target)) == 4
+
+
+def test_no_more_batches_in_flight_than_the_model_runs_at_once() -> None:
+    # More would wait in the model's queue, where a newer frame can no longer replace them.
+    target = CpuLikeTarget(capacity=4, concurrent_batches=2)
+    assert asyncio.run(most_batches_at_once(target)) == 2
