@@ -152,6 +152,35 @@ def test_null_engine_in_process() -> None:
         engine.close()
 
 
+def test_model_info_says_how_many_batches_are_worth_sending_at_once() -> None:
+    # The null engine's runs, like OpenCV's, do not overlap: one runs while one is prepared,
+    # and a third would only queue.
+    engine = Engine.load(engine_config(backend="null", concurrent_batches=4))
+    try:
+        assert engine.model_info().concurrent_batches == 2
+    finally:
+        engine.close()
+    engine = Engine.load(engine_config(backend="null", concurrent_batches=1))
+    try:
+        assert engine.model_info().concurrent_batches == 1
+    finally:
+        engine.close()
+
+
+def test_onnx_runtime_runs_every_concurrent_batch_at_once() -> None:
+    config = engine_config(
+        model=model_path("yolov8n-untrained.onnx"),
+        max_batch=1,
+        input_size=(64, 64),
+        concurrent_batches=4,
+    )
+    engine = Engine.load(config)
+    try:
+        assert engine.model_info().concurrent_batches == 4
+    finally:
+        engine.close()
+
+
 def test_null_engine_checks_options_and_headers_and_counts_them(tmp_path: Path) -> None:
     """No model, but the same per-image checks and books as a model engine."""
     labels = tmp_path / "labels.txt"

@@ -265,9 +265,10 @@ class GetModelInfoResponse(_message.Message):
     default_score_threshold: _builtins.float
     """The score threshold used when a request gives none, in [0, 1]."""
     concurrent_batches: _builtins.int
-    """How many Detect batches the server prepares or runs at once; calls beyond
-    that wait in its queue. A client that wants fresh results keeps no more
-    than this in flight (ingest does). 0 means not stated.
+    """How many Detect batches are worth sending at once: the batches the server
+    runs at once where its runs overlap, else one running and one being
+    prepared. Calls beyond that wait in its queue; a client that wants fresh
+    results keeps no more than this in flight (ingest does). 0: not stated.
     """
     @_builtins.property
     def labels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:

@@ -62,6 +62,11 @@ from framewire.v1 import inference_service_pb2
 _LOGGER = logging.getLogger(__name__)
 
 
+# A backend whose runs cannot overlap still gains from a second batch: it decodes and fits
+# while the first one runs.
+SERIAL_RUNS_PIPELINE = 2
+
+
 class Engine(abc.ABC):
     """What every engine does around the images: batch checks, options, results, metrics."""
 
@@ -132,8 +137,16 @@ class Engine(abc.ABC):
             head=self.head_name,
             max_image_pixels=self.config.max_image_pixels,
             default_score_threshold=self.config.score_threshold,
-            concurrent_batches=self.config.concurrent_batches,
+            concurrent_batches=self.batches_at_once,
         )
+
+    @property
+    def batches_at_once(self) -> int:
+        """Batches worth sending at once: ``concurrent_batches`` where runs overlap; where
+        they cannot, one running and one being prepared (more would only queue)."""
+        if self.backend.concurrent_runs:
+            return self.config.concurrent_batches
+        return min(self.config.concurrent_batches, SERIAL_RUNS_PIPELINE)
 
     # ---------------------------------------------------------------- detecting
 

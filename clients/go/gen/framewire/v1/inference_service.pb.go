@@ -442,9 +442,10 @@ type GetModelInfoResponse struct {
 	MaxImagePixels uint64 `protobuf:"varint,8,opt,name=max_image_pixels,json=maxImagePixels,proto3" json:"max_image_pixels,omitempty"`
 	// The score threshold used when a request gives none, in [0, 1].
 	DefaultScoreThreshold float32 `protobuf:"fixed32,9,opt,name=default_score_threshold,json=defaultScoreThreshold,proto3" json:"default_score_threshold,omitempty"`
-	// How many Detect batches the server prepares or runs at once; calls beyond
-	// that wait in its queue. A client that wants fresh results keeps no more
-	// than this in flight (ingest does). 0 means not stated.
+	// How many Detect batches are worth sending at once: the batches the server
+	// runs at once where its runs overlap, else one running and one being
+	// prepared. Calls beyond that wait in its queue; a client that wants fresh
+	// results keeps no more than this in flight (ingest does). 0: not stated.
 	ConcurrentBatches uint32 `protobuf:"varint,10,opt,name=concurrent_batches,json=concurrentBatches,proto3" json:"concurrent_batches,omitempty"`
 }
 
