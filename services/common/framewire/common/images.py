@@ -81,10 +81,13 @@ def read_jpeg_header(data: bytes, *, max_markers: int = MAX_HEADER_MARKERS) -> I
                 f"unsupported JPEG: more than {max_markers} markers before the first scan "
                 "(encoders write a few dozen); the file is refused unread"
             )
-        # Any number of 0xFF fill bytes may precede a marker code.
-        fill = _FILL.match(data, position)
-        assert fill is not None  # data[position] is 0xFF
-        position = fill.end()
+        # Any number of 0xFF fill bytes may precede a marker code (encoders rarely write any).
+        if position + 1 < size and data[position + 1] != 0xFF:
+            position += 1
+        else:
+            fill = _FILL.match(data, position)
+            assert fill is not None  # data[position] is 0xFF
+            position = fill.end()
         if position >= size:
             break
         marker = data[position]

@@ -39,12 +39,20 @@ class _Curve:
 
     smoothing: float
     estimates: dict[int, float] = field(default_factory=dict)
+    # The fitted line, until the estimates change: the batcher asks several times per batch.
+    _line: tuple[float, float] | None = None
 
     def observe(self, size: int, seconds: float) -> None:
         previous = self.estimates.get(size)
         self.estimates[size] = (
             seconds if previous is None else previous + self.smoothing * (seconds - previous)
         )
+        self._line = None
+
+    def forget(self, size: int) -> None:
+        """Drops the estimate for ``size`` (it describes other conditions)."""
+        if self.estimates.pop(size, None) is not None:
+            self._line = None
 
     def expected(self, size: int) -> float:
         if size in self.estimates:
@@ -54,7 +62,9 @@ class _Curve:
         if len(self.estimates) == 1:
             ((seen, cost),) = self.estimates.items()
             return cost * size / seen
-        fixed, per_image = self._fit()
+        if self._line is None:
+            self._line = self._fit()
+        fixed, per_image = self._line
         return max(0.0, fixed + per_image * size)
 
     def _fit(self) -> tuple[float, float]:
@@ -113,8 +123,8 @@ class CostModel:
                 f"a batch of {size} cannot take {seconds} s beside {concurrency} batches"
             )
         if self.stale(size):  # an old estimate describes other conditions: start afresh
-            self._wall.estimates.pop(size, None)
-            self._share.estimates.pop(size, None)
+            self._wall.forget(size)
+            self._share.forget(size)
         self._wall.observe(size, seconds)
         self._share.observe(size, seconds / concurrency)
         self._observations += 1
