@@ -31,10 +31,10 @@ import abc
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -271,6 +271,19 @@ class NullEngine(Engine):
                 errors[index] = error
 
 
+_T = TypeVar("_T")
+
+
+def _done_now(function: Callable[..., _T], *args: Any) -> Future[_T]:
+    """Runs ``function`` on this thread; its result or exception as a completed Future."""
+    future: Future[_T] = Future()
+    try:
+        future.set_result(function(*args))
+    except Exception as error:
+        future.set_exception(error)
+    return future
+
+
 @dataclass
 class _Prepared:
     """An image decoded into a slot of the input batch."""
@@ -355,9 +368,14 @@ class ModelEngine(Engine):
         with self._batches.borrow() as batch:
             jobs: list[tuple[int, Future[_Prepared]]] = []
             for index in options:
-                jobs.append(
-                    (index, self._pool.submit(self._prepare, images[index], batch, len(jobs)))
-                )
+                slot = len(jobs)
+                if len(options) == 1:
+                    # One image is prepared on this thread: a hop to the pool would only add
+                    # two thread handoffs to the batch that ingest sends most on a CPU.
+                    job = _done_now(self._prepare, images[index], batch, slot)
+                else:
+                    job = self._pool.submit(self._prepare, images[index], batch, slot)
+                jobs.append((index, job))
             for index, job in jobs:
                 try:
                     prepared[index] = job.result()
