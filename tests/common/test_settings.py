@@ -165,9 +165,9 @@ def test_framewire_serve_has_one_flag_per_idea() -> None:
 
 
 def test_framewire_serve_preallocates_for_the_batches_ingest_will_keep_in_flight() -> None:
+    from framewire.common.contract import PIPELINE_DEPTH
     from framewire.inference import EngineConfig
     from framewire.ingest.config import IngestConfig
-    from framewire.ingest.scheduling import PIPELINE_DEPTH
     from framewire.ingest.serve_command import ServeConfig
 
     ingest = IngestConfig(batches_in_flight=4)

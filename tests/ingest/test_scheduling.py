@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from framewire.common.contract import PIPELINE_DEPTH
 from framewire.ingest.scheduling import (
-    PIPELINE_DEPTH,
     CostModel,
     batch_limit,
     batch_wait,

@@ -63,3 +63,9 @@ DEFAULT_MAX_IN_FLIGHT: Final = 2
 MAX_REPORT_SAMPLES: Final = 1000
 #: Largest width x height a server decodes by default (a decompression-bomb guard).
 MAX_FRAME_PIXELS: Final = 4096 * 4096
+
+#: Batches worth having in flight at once where more would not run at once: one runs
+#: while the next is prepared. Ingest keeps this many at a target where batching pays
+#: (a GPU: more would split frames that could share a batch), and an inference server
+#: whose runs cannot overlap (OpenCV) says it is worth this many.
+PIPELINE_DEPTH: Final = 2

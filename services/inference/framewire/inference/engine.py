@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry
 
+from framewire.common.contract import PIPELINE_DEPTH
 from framewire.common.errors import (
     FramewireError,
     invalid_argument,
@@ -60,11 +61,6 @@ from framewire.inference.validation import check_header, decode_options
 from framewire.v1 import inference_service_pb2
 
 _LOGGER = logging.getLogger(__name__)
-
-
-# A backend whose runs cannot overlap still gains from a second batch: it decodes and fits
-# while the first one runs.
-SERIAL_RUNS_PIPELINE = 2
 
 
 class Engine(abc.ABC):
@@ -146,7 +142,7 @@ class Engine(abc.ABC):
         they cannot, one running and one being prepared (more would only queue)."""
         if self.backend.concurrent_runs:
             return self.config.concurrent_batches
-        return min(self.config.concurrent_batches, SERIAL_RUNS_PIPELINE)
+        return min(self.config.concurrent_batches, PIPELINE_DEPTH)
 
     # ---------------------------------------------------------------- detecting
 

@@ -27,6 +27,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from framewire.common.contract import PIPELINE_DEPTH
+
 # How much each new observation moves the estimate (an EWMA): recent enough to
 # follow a model that warms up or a machine that gets busier, steady enough
 # that one slow batch does not swing decisions.
@@ -189,11 +191,9 @@ def batch_limit(waiting: int, slots: int, cost: CostModel, max_batch: int) -> in
     return max(1, math.ceil(limit / slots))
 
 
-# Batches kept in flight at a target where batching pays (a GPU): one runs while the next is
-# prepared. More would split frames that could have shared one batch into several smaller
-# ones, each paying the fixed cost (measured on the GPU-like bench model, 4 in flight against
-# 2: mean batch 23 against 29, 0.88 of the frames served).
-PIPELINE_DEPTH = 2
+# On the GPU-like bench model, 4 batches in flight against PIPELINE_DEPTH (2): mean batch
+# 23 against 29, 0.88 of the frames served; more in flight splits frames that could share
+# one batch into smaller ones, each paying the fixed cost.
 
 
 def useful_in_flight(capacity: int, cost: CostModel, max_batch: int) -> int:

@@ -16,6 +16,7 @@ from typing import ClassVar
 from prometheus_client import CollectorRegistry
 
 from framewire.common import settings
+from framewire.common.contract import PIPELINE_DEPTH
 from framewire.common.exits import SERVER_EXIT_CODES, ExitCode
 from framewire.common.serving import ListenConfig, SecurityConfig
 from framewire.common.transport import TransportConfig
@@ -23,7 +24,6 @@ from framewire.inference import Engine, EngineConfig
 from framewire.inference.config import DEVICE_BACKENDS, InferenceServerConfig
 from framewire.ingest.config import IngestConfig, IngestServerConfig, TargetsConfig, WorkersConfig
 from framewire.ingest.runner import parse_config, serve_until_signal
-from framewire.ingest.scheduling import PIPELINE_DEPTH
 from framewire.ingest.server import IngestServer, start_ingest_server
 from framewire.ingest.targets import LocalTarget
 from framewire.ingest.workers import supervise
