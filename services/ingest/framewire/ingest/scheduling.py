@@ -191,11 +191,6 @@ def batch_limit(waiting: int, slots: int, cost: CostModel, max_batch: int) -> in
     return max(1, math.ceil(limit / slots))
 
 
-# On the GPU-like bench model, 4 batches in flight against PIPELINE_DEPTH (2): mean batch
-# 23 against 29, 0.88 of the frames served; more in flight splits frames that could share
-# one batch into smaller ones, each paying the fixed cost.
-
-
 def useful_in_flight(capacity: int, cost: CostModel, max_batch: int) -> int:
     """How many of a target's ``capacity`` batch slots to use.
 
@@ -203,7 +198,9 @@ def useful_in_flight(capacity: int, cost: CostModel, max_batch: int) -> int:
     runs at once keep every core busy, as a thread-pooled server does. Where a
     full batch is cheaper per image (a GPU), and while nothing is learned,
     :data:`PIPELINE_DEPTH`, so that frames wait for a slot together and share
-    a batch.
+    a batch: more in flight splits them into smaller batches, each paying the
+    fixed cost (on the GPU-like bench model, 4 in flight against 2: mean batch
+    23 against 29, 0.88 of the frames served).
     """
     if capacity <= PIPELINE_DEPTH or max_batch <= 1:
         return capacity
