@@ -6,12 +6,14 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from framewire.common.protoutil import timestamp_from_ns
 from framewire.ingest.batcher import Batcher
 from framewire.ingest.config import IngestConfig
 from framewire.ingest.metrics import IngestMetrics
+from framewire.ingest.scheduling import CostModel, TargetLoad, pipelined_send_at
 from framewire.ingest.streams import StreamSession, StreamSettings
 from framewire.ingest.targets import InferenceTarget, ModelDescription
 from framewire.v1 import common_pb2, inference_service_pb2, ingest_service_pb2
@@ -55,6 +57,39 @@ class CpuLikeTarget(InferenceTarget):
         self._set_usable(False)
 
 
+class GpuLikeTarget(CpuLikeTarget):
+    """One batch at a time, each costing a fixed 20 ms plus 0.5 ms per image."""
+
+    def __init__(self) -> None:
+        super().__init__(capacity=4, concurrent_batches=4)
+        self.name = "gpu-like"
+        self.model = ModelDescription(
+            model_id="gpu-like@0",
+            labels=("thing",),
+            default_score_threshold=0.5,
+            max_batch_size=64,
+            concurrent_batches=4,
+        )
+        self._device = asyncio.Lock()
+        self.batches = 0
+
+    async def detect(
+        self, request: inference_service_pb2.DetectRequest
+    ) -> inference_service_pb2.DetectResponse:
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            async with self._device:
+                await asyncio.sleep(0.020 + 0.0005 * len(request.images))
+                self.batches += 1
+        finally:
+            self.running -= 1
+        response = inference_service_pb2.DetectResponse(model_id="gpu-like@0")
+        for _ in request.images:
+            response.results.add()
+        return response
+
+
 def frame(seq: int) -> ingest_service_pb2.Frame:
     return ingest_service_pb2.Frame(
         seq=seq,
@@ -67,6 +102,7 @@ def frame(seq: int) -> ingest_service_pb2.Frame:
 
 
 async def most_batches_at_once(target: CpuLikeTarget, streams: int = 8) -> int:
+    """Runs twenty frames per stream through a real Batcher; every one must be answered."""
     config = IngestConfig(batches_in_flight=target.capacity)
     batcher = Batcher(config, [target], IngestMetrics(CollectorRegistry()))
     await target.start(batcher.wake)
@@ -103,3 +139,51 @@ def test_no_more_batches_in_flight_than_the_model_runs_at_once() -> None:
     # More would wait in the model's queue, where a newer frame can no longer replace them.
     target = CpuLikeTarget(capacity=4, concurrent_batches=2)
     assert asyncio.run(most_batches_at_once(target)) == 2
+
+
+async def streams_on_their_own(target: InferenceTarget, streams: int, frames: int) -> None:
+    """Each stream sends its next frame as soon as its last is answered, as agents do."""
+    batcher = Batcher(IngestConfig(max_batch_size=64), [target], IngestMetrics(CollectorRegistry()))
+    await target.start(batcher.wake)
+    running = asyncio.create_task(batcher.run())
+
+    async def one(key: int) -> None:
+        session = StreamSession(key, StreamSettings(f"s{key}", 0.5, (), 1, "test"))
+        answered = asyncio.Event()
+        session.wakeup = answered.set
+        batcher.stream_opened(session)
+        for seq in range(1, frames + 1):
+            if session.accept(frame(seq), time.monotonic()):
+                batcher.offer(session)
+            while session.waiting:
+                answered.clear()
+                await asyncio.wait_for(answered.wait(), 5.0)
+            session.outbox.clear()
+        assert session.received == frames
+        batcher.stream_closed(session)
+
+    try:
+        await asyncio.gather(*(one(key) for key in range(streams)))
+    finally:
+        running.cancel()
+
+
+def test_where_batching_pays_held_batches_leave_by_themselves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A second batch is held until shortly before the first ends (pipelined_send_at); the
+    # hold must end by itself, with no batch finishing to wake the batcher, and every
+    # frame must be answered (streams_on_their_own waits at most 5 s for each).
+    original = pipelined_send_at
+    holds: list[float] = []
+
+    def counted(load: TargetLoad, cost: CostModel, max_batch: int) -> float | None:
+        send_at = original(load, cost, max_batch)
+        if send_at is not None and send_at > time.monotonic():
+            holds.append(send_at)
+        return send_at
+
+    monkeypatch.setattr("framewire.ingest.batcher.pipelined_send_at", counted)
+    target = GpuLikeTarget()
+    asyncio.run(streams_on_their_own(target, streams=16, frames=15))
+    assert holds, "no batch was ever held"

@@ -6,10 +6,13 @@ import pytest
 
 from framewire.common.contract import PIPELINE_DEPTH
 from framewire.ingest.scheduling import (
+    PIPELINE_LEAD,
     CostModel,
+    TargetLoad,
     batch_limit,
     batch_wait,
     misses_deadline,
+    pipelined_send_at,
     plan_batch,
     useful_in_flight,
 )
@@ -238,3 +241,55 @@ def test_every_slot_is_used_where_batching_saves_little_and_two_where_it_pays() 
     assert useful_in_flight(4, CostModel(), max_batch=8) == PIPELINE_DEPTH  # nothing learned
     assert useful_in_flight(1, gpu_like(), max_batch=32) == 1  # never more than the capacity
     assert useful_in_flight(4, gpu_like(), max_batch=1) == 4  # no batching to protect
+
+
+def test_target_time_adds_up_to_the_time_the_target_was_busy() -> None:
+    load = TargetLoad()
+    first = load.sent(0.0, 8)
+    second = load.sent(0.75, 8)  # sent while the first still ran
+    assert load.count == 2
+    assert load.ended(first, 1.0) == pytest.approx(0.75 + 0.25 / 2)
+    assert load.ended(second, 2.0) == pytest.approx(0.25 / 2 + 1.0)
+    assert load.count == 0
+    # 0.875 + 1.125: the 2 s the target was busy. Halving the second's 1.25 s wall time,
+    # as if it had shared the target for all of it, said 0.83 s.
+    idle_then_alone = load.sent(5.0, 1)
+    assert load.ended(idle_then_alone, 5.5) == pytest.approx(0.5)  # idle time is nobody's
+
+
+def test_side_by_side_batches_each_use_their_share() -> None:
+    load = TargetLoad()
+    tokens = [load.sent(0.0, 1) for _ in range(4)]
+    assert [load.ended(token, 2.0) for token in tokens] == pytest.approx([0.5, 0.5, 0.5, 0.5])
+
+
+def test_a_gpu_gets_its_next_batch_shortly_before_it_frees() -> None:
+    cost = gpu_like()
+    load = TargetLoad()
+    assert pipelined_send_at(load, cost, max_batch=32) is None  # idle: at once
+    load.sent(10.0, 32)
+    share = cost.share(32)
+    assert pipelined_send_at(load, cost, max_batch=32) == pytest.approx(
+        10.0 + share - PIPELINE_LEAD * share
+    )
+
+
+def test_the_wait_counts_from_when_the_target_last_answered() -> None:
+    cost = gpu_like()
+    load = TargetLoad()
+    earlier = load.sent(0.0, 32)
+    queued = load.sent(0.01, 32)  # sent while the earlier one ran: it starts when that ends
+    load.ended(earlier, 0.05)
+    share = cost.share(32)
+    assert load.ahead() == [(0.01, 32)]
+    assert pipelined_send_at(load, cost, max_batch=32) == pytest.approx(
+        0.05 + share - PIPELINE_LEAD * share
+    )
+    load.ended(queued, 0.09)
+
+
+def test_where_batching_saves_little_or_nothing_is_known_batches_go_at_once() -> None:
+    load = TargetLoad()
+    load.sent(0.0, 4)
+    assert pipelined_send_at(load, cpu_like(), max_batch=8) is None
+    assert pipelined_send_at(load, CostModel(), max_batch=8) is None

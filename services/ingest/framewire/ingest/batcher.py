@@ -36,8 +36,10 @@ from framewire.ingest.metrics import IngestMetrics
 from framewire.ingest.observer import StreamObserver
 from framewire.ingest.scheduling import (
     CostModel,
+    TargetLoad,
     batch_limit,
     batch_wait,
+    pipelined_send_at,
     plan_batch,
     useful_in_flight,
 )
@@ -71,8 +73,10 @@ class Batcher:
         self._next_target = 0
         self._batches: set[asyncio.Task[None]] = set()
         self._hurry = False  # drain: send what is waiting without delay
-        # What a batch of each size costs at each target, learned from its answers.
+        # What a batch of each size costs at each target, learned from its answers,
+        # and the batches out at each.
         self._costs = {target: CostModel() for target in self._targets}
+        self._loads = {target: TargetLoad() for target in self._targets}
         self.tracking = Tracking(config.tracking)
         self.observer = StreamObserver()
 
@@ -141,10 +145,12 @@ class Batcher:
             if not any(target.usable for target in self._targets):
                 self._fail_waiting(unavailable_everywhere())
                 return None
-            target = self._pick_target()
-            if target is None:
-                return None  # every usable target is full; a finishing batch wakes us
             now = self._clock()
+            target, held_until = self._pick_target(now)
+            if target is None:
+                # Every usable target is full (a finishing batch wakes us) or is to get
+                # its next batch only shortly before it frees.
+                return None if held_until is None else held_until - now
             oldest = min(session.slot_since for session in self._line.values())
             ready_at = oldest + batch_wait(
                 len(self._line),
@@ -169,14 +175,26 @@ class Batcher:
             capacity = min(capacity, target.model.concurrent_batches)
         return useful_in_flight(capacity, self._costs[target], self.max_batch)
 
-    def _pick_target(self) -> InferenceTarget | None:
+    def _pick_target(self, now: float) -> tuple[InferenceTarget | None, float | None]:
+        """The next target, round robin, with a batch slot free and no reason to wait
+        (:func:`pipelined_send_at`); else None and the earliest time one is due, if any."""
         count = len(self._targets)
+        held_until: float | None = None
         for offset in range(count):
             target = self._targets[(self._next_target + offset) % count]
-            if target.usable and target.in_flight < self._slots(target):
-                self._next_target = (self._next_target + offset + 1) % count
-                return target
-        return None
+            if not target.usable or self._loads[target].count >= self._slots(target):
+                continue
+            send_at = None
+            if not self._hurry:
+                send_at = pipelined_send_at(
+                    self._loads[target], self._costs[target], self.max_batch
+                )
+            if send_at is not None and now < send_at:
+                held_until = send_at if held_until is None else min(held_until, send_at)
+                continue
+            self._next_target = (self._next_target + offset + 1) % count
+            return target, None
+        return None, held_until
 
     def _take(self, target: InferenceTarget, now: float) -> list[PendingFrame]:
         """Takes the next batch for ``target``, skipping frames that cannot make their budget."""
@@ -216,8 +234,10 @@ class Batcher:
                 session.complete(pending.seq, failed_result(pending.frame, error))
 
     def _dispatch(self, target: InferenceTarget, batch: list[PendingFrame]) -> None:
-        target.in_flight += 1
-        task = asyncio.create_task(self._run_batch(target, batch), name=f"batch to {target.name}")
+        token = self._loads[target].sent(self._clock(), len(batch))
+        task = asyncio.create_task(
+            self._run_batch(target, token, batch), name=f"batch to {target.name}"
+        )
         self._batches.add(task)
         self._metrics.batch_size.observe(len(batch))
 
@@ -228,9 +248,10 @@ class Batcher:
 
         task.add_done_callback(finished)
 
-    async def _run_batch(self, target: InferenceTarget, batch: list[PendingFrame]) -> None:
+    async def _run_batch(
+        self, target: InferenceTarget, token: int, batch: list[PendingFrame]
+    ) -> None:
         dispatched = self._clock()
-        beside_at_start = target.in_flight  # this batch included
         request = inference_service_pb2.DetectRequest()
         for pending in batch:
             frame = pending.frame
@@ -239,12 +260,11 @@ class Batcher:
             )
             image.options.CopyFrom(pending.session.options)
         try:
-            response, answered_by = await self._detect(target, request)
-            # The batches that shared the target with this one (itself included), on
-            # average over its run; _detect has already taken this one off in_flight.
-            beside = (beside_at_start + target.in_flight + 1) / 2 if answered_by is target else 1
+            response, answered_by, wall, used = await self._detect(target, token, request)
+            # The batches beside it, on average over its run (itself included): its
+            # wall time over the target time it used (TargetLoad).
             self._costs[answered_by].observe(
-                len(batch), self._clock() - dispatched, concurrency=max(1.0, beside)
+                len(batch), wall, concurrency=max(1.0, wall / used) if used > 0 else 1.0
             )
         except FramewireError as error:
             response = None
@@ -288,28 +308,37 @@ class Batcher:
             session.complete(pending.seq, result)
 
     async def _detect(
-        self, target: InferenceTarget, request: inference_service_pb2.DetectRequest
-    ) -> tuple[inference_service_pb2.DetectResponse, InferenceTarget]:
-        """Runs the batch, once more elsewhere if the target is unavailable; says who answered."""
+        self, target: InferenceTarget, token: int, request: inference_service_pb2.DetectRequest
+    ) -> tuple[inference_service_pb2.DetectResponse, InferenceTarget, float, float]:
+        """Runs the batch sent as ``token``, once more elsewhere if the target is
+        unavailable; returns the answer, who gave it, and the wall and target time
+        (:class:`TargetLoad`) of the call that answered."""
         try:
-            response = await target.detect(request)
+            return await self._call(target, token, request)
         except FramewireError as error:
-            self._metrics.target_batches.labels(target=target.name, outcome="failed").inc()
             retry = self._retry_target(target, error)
             if retry is None:
                 raise
             _LOGGER.info("batch to %s failed (%s); retrying on %s", target.name, error, retry.name)
-            target.in_flight -= 1
-            target, retry.in_flight = retry, retry.in_flight + 1
-            try:
-                response = await target.detect(request)
-            except FramewireError:
-                self._metrics.target_batches.labels(target=target.name, outcome="failed").inc()
-                raise
+            token = self._loads[retry].sent(self._clock(), len(request.images))
+            return await self._call(retry, token, request)
+
+    async def _call(
+        self, target: InferenceTarget, token: int, request: inference_service_pb2.DetectRequest
+    ) -> tuple[inference_service_pb2.DetectResponse, InferenceTarget, float, float]:
+        """One call to ``target`` for the batch sent as ``token``, which ends with it."""
+        load = self._loads[target]
+        sent = load.sent_at(token)
+        try:
+            response = await target.detect(request)
+        except FramewireError:
+            self._metrics.target_batches.labels(target=target.name, outcome="failed").inc()
+            raise
         finally:
-            target.in_flight -= 1
+            now = self._clock()
+            used = load.ended(token, now)
         self._metrics.target_batches.labels(target=target.name, outcome="ok").inc()
-        return response, target
+        return response, target, now - sent, used
 
     def _retry_target(
         self, failed: InferenceTarget, error: FramewireError
@@ -320,7 +349,7 @@ class Batcher:
         ):
             return None
         others = [target for target in self._targets if target is not failed and target.usable]
-        return min(others, key=lambda target: target.in_flight, default=None)
+        return min(others, key=lambda target: self._loads[target].count, default=None)
 
     def _frame_result(
         self,

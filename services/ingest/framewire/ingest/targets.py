@@ -82,7 +82,6 @@ class InferenceTarget(abc.ABC):
     def __init__(self, name: str, capacity: int) -> None:
         self.name = name
         self.capacity = capacity
-        self.in_flight = 0
         self.model: ModelDescription | None = None
         self._usable = False
         self._on_change: Callable[[], None] = lambda: None
