@@ -249,8 +249,10 @@ def test_target_time_adds_up_to_the_time_the_target_was_busy() -> None:
     second = load.sent(0.75, 8)  # sent while the first still ran
     assert load.count == 2
     assert load.ended(first, 1.0) == pytest.approx(0.75 + 0.25 / 2)
+    assert load.is_out(second)
     assert load.ended(second, 2.0) == pytest.approx(0.25 / 2 + 1.0)
     assert load.count == 0
+    assert not load.is_out(second)
     # 0.875 + 1.125: the 2 s the target was busy. Halving the second's 1.25 s wall time,
     # as if it had shared the target for all of it, said 0.83 s.
     idle_then_alone = load.sent(5.0, 1)

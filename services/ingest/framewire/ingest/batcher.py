@@ -12,8 +12,10 @@ waiting (waiting longer cannot grow it), or when its oldest frame has waited
 long enough: up to ``max_batch_delay`` where a fuller batch is cheaper per
 image, not at all where it is not (see
 :func:`~framewire.ingest.scheduling.batch_wait`). It goes to the next
-inference target with room, round robin; a target that answers UNAVAILABLE is
-retried once elsewhere. When no target is usable at all, waiting frames fail
+inference target with room, round robin; where batching pays, a busy target
+gets its next batch only shortly before it is expected to be free (see
+:func:`~framewire.ingest.scheduling.pipelined_send_at`). A target that
+answers UNAVAILABLE is retried once elsewhere. When no target is usable at all, waiting frames fail
 at once with UNAVAILABLE rather than age silently.
 """
 
@@ -242,6 +244,9 @@ class Batcher:
         self._metrics.batch_size.observe(len(batch))
 
         def finished(done: asyncio.Task[None]) -> None:
+            load = self._loads[target]
+            if load.is_out(token):  # it never reached the call (cancelled or failed before)
+                load.ended(token, self._clock())
             self._batches.discard(done)
             log_task_failure(done)
             self._wake.set()

@@ -330,6 +330,10 @@ class TargetLoad:
         self._out[token] = (now, size, self._virtual)
         return token
 
+    def is_out(self, token: int) -> bool:
+        """Whether the batch ``token`` is still out."""
+        return token in self._out
+
     def sent_at(self, token: int) -> float:
         """The wall time the batch ``token`` was sent."""
         return self._out[token][0]
