@@ -27,6 +27,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2
 
+from framewire.common.protoutil import duration
 from framewire.common.serving import AsyncHealthServicer
 from framewire.v1 import common_pb2, inference_service_pb2, inference_service_pb2_grpc
 from framewire.v1.inference_service_pb2 import DetectRequest, DetectResponse
@@ -82,17 +83,27 @@ def serve_plain(port: int, model: Path) -> None:
 
 
 class SimulatedGpu(inference_service_pb2_grpc.InferenceServiceServicer):
-    """Batches that cost SIMULATED_BASE plus SIMULATED_PER_IMAGE per image, one at a time."""
+    """Batches that cost SIMULATED_BASE plus SIMULATED_PER_IMAGE per image, one at a time;
+    each image's timings say, as the real server's do, how long its batch waited for the
+    device (queue), how long it ran there (inference) and the whole call (total)."""
 
     def __init__(self) -> None:
         self._device = asyncio.Lock()
 
     async def Detect(self, request: DetectRequest, context: Any) -> DetectResponse:  # noqa: N802
+        arrived = time.perf_counter()
         async with self._device:
+            started = time.perf_counter()
             await asyncio.sleep(SIMULATED_BASE + SIMULATED_PER_IMAGE * len(request.images))
+            ran = time.perf_counter()
+        timings = common_pb2.StageTimings(
+            queue=duration(started - arrived),
+            inference=duration(ran - started),
+            total=duration(ran - arrived),
+        )
         response = DetectResponse(model_id="simulated-gpu@0")
         for _ in request.images:
-            response.results.add(timings=common_pb2.StageTimings())
+            response.results.add(timings=timings)
         return response
 
     async def GetModelInfo(  # noqa: N802

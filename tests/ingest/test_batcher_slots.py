@@ -9,11 +9,11 @@ from collections.abc import Callable
 import pytest
 from prometheus_client import CollectorRegistry
 
-from framewire.common.protoutil import timestamp_from_ns
+from framewire.common.protoutil import duration, timestamp_from_ns
 from framewire.ingest.batcher import Batcher
 from framewire.ingest.config import IngestConfig
 from framewire.ingest.metrics import IngestMetrics
-from framewire.ingest.scheduling import CostModel, TargetLoad, pipelined_send_at
+from framewire.ingest.scheduling import PIPELINE_LEAD, CostModel, TargetLoad, pipelined_send_at
 from framewire.ingest.streams import StreamSession, StreamSettings
 from framewire.ingest.targets import InferenceTarget, ModelDescription
 from framewire.v1 import common_pb2, inference_service_pb2, ingest_service_pb2
@@ -58,9 +58,11 @@ class CpuLikeTarget(InferenceTarget):
 
 
 class GpuLikeTarget(CpuLikeTarget):
-    """One batch at a time, each costing a fixed 20 ms plus 0.5 ms per image."""
+    """One batch at a time, each costing a fixed 20 ms plus 0.5 ms per image, after
+    ``preparing`` seconds of its own (the network, decoding); reports how long each batch
+    waited for the device, as the InferenceService does."""
 
-    def __init__(self) -> None:
+    def __init__(self, preparing: float = 0.0) -> None:
         super().__init__(capacity=4, concurrent_batches=4)
         self.name = "gpu-like"
         self.model = ModelDescription(
@@ -71,6 +73,7 @@ class GpuLikeTarget(CpuLikeTarget):
             concurrent_batches=4,
         )
         self._device = asyncio.Lock()
+        self._preparing = preparing
         self.batches = 0
 
     async def detect(
@@ -79,14 +82,17 @@ class GpuLikeTarget(CpuLikeTarget):
         self.running += 1
         self.most_at_once = max(self.most_at_once, self.running)
         try:
+            await asyncio.sleep(self._preparing)
+            ready = time.perf_counter()
             async with self._device:
+                queued = time.perf_counter() - ready
                 await asyncio.sleep(0.020 + 0.0005 * len(request.images))
                 self.batches += 1
         finally:
             self.running -= 1
         response = inference_service_pb2.DetectResponse(model_id="gpu-like@0")
         for _ in request.images:
-            response.results.add()
+            response.results.add(timings=common_pb2.StageTimings(queue=duration(queued)))
         return response
 
 
@@ -141,9 +147,12 @@ def test_no_more_batches_in_flight_than_the_model_runs_at_once() -> None:
     assert asyncio.run(most_batches_at_once(target)) == 2
 
 
-async def streams_on_their_own(target: InferenceTarget, streams: int, frames: int) -> None:
+async def streams_on_their_own(
+    target: InferenceTarget, streams: int, frames: int, max_batch: int = 64
+) -> Batcher:
     """Each stream sends its next frame as soon as its last is answered, as agents do."""
-    batcher = Batcher(IngestConfig(max_batch_size=64), [target], IngestMetrics(CollectorRegistry()))
+    config = IngestConfig(max_batch_size=max_batch)
+    batcher = Batcher(config, [target], IngestMetrics(CollectorRegistry()))
     await target.start(batcher.wake)
     running = asyncio.create_task(batcher.run())
 
@@ -166,6 +175,7 @@ async def streams_on_their_own(target: InferenceTarget, streams: int, frames: in
         await asyncio.gather(*(one(key) for key in range(streams)))
     finally:
         running.cancel()
+    return batcher
 
 
 def test_where_batching_pays_held_batches_leave_by_themselves(
@@ -177,8 +187,8 @@ def test_where_batching_pays_held_batches_leave_by_themselves(
     original = pipelined_send_at
     holds: list[float] = []
 
-    def counted(load: TargetLoad, cost: CostModel, max_batch: int) -> float | None:
-        send_at = original(load, cost, max_batch)
+    def counted(load: TargetLoad, cost: CostModel, max_batch: int, lead: float) -> float | None:
+        send_at = original(load, cost, max_batch, lead)
         if send_at is not None and send_at > time.monotonic():
             holds.append(send_at)
         return send_at
@@ -187,3 +197,15 @@ def test_where_batching_pays_held_batches_leave_by_themselves(
     target = GpuLikeTarget()
     asyncio.run(streams_on_their_own(target, streams=16, frames=15))
     assert holds, "no batch was ever held"
+
+
+def test_held_batches_leave_earlier_where_they_take_long_to_reach_the_model() -> None:
+    # Two batches of 8 out of 16 streams take turns at the device. With 15 ms between a
+    # batch leaving and reaching the device (the network, decoding), against a lead of a
+    # quarter of a ~30 ms batch, held batches came after the device had gone idle (no
+    # queue there) and the lead grew; with none, they waited and it shrank.
+    slow = GpuLikeTarget(preparing=0.015)
+    slow_lead = asyncio.run(streams_on_their_own(slow, 16, 30, max_batch=8))._leads[slow]
+    quick = GpuLikeTarget()
+    quick_lead = asyncio.run(streams_on_their_own(quick, 16, 30, max_batch=8))._leads[quick]
+    assert slow_lead.share > PIPELINE_LEAD > quick_lead.share

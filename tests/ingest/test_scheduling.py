@@ -6,8 +6,11 @@ import pytest
 
 from framewire.common.contract import PIPELINE_DEPTH
 from framewire.ingest.scheduling import (
+    MAX_LEAD,
+    MIN_LEAD,
     PIPELINE_LEAD,
     CostModel,
+    PipelineLead,
     TargetLoad,
     batch_limit,
     batch_wait,
@@ -295,3 +298,34 @@ def test_where_batching_saves_little_or_nothing_is_known_batches_go_at_once() ->
     load.sent(0.0, 4)
     assert pipelined_send_at(load, cpu_like(), max_batch=8) is None
     assert pipelined_send_at(load, CostModel(), max_batch=8) is None
+
+
+def test_the_lead_grows_when_held_batches_barely_wait_and_shrinks_when_they_wait_long() -> None:
+    lead = PipelineLead()
+    lead.observe(queued=0.0, batch_share=0.040)  # the model may have idled before it came
+    assert lead.share == pytest.approx(PIPELINE_LEAD * 1.25)
+    lead = PipelineLead()
+    lead.observe(queued=0.004, batch_share=0.040)  # a tenth of a batch: as wanted
+    assert lead.share == PIPELINE_LEAD
+    lead.observe(queued=0.020, batch_share=0.040)  # half a batch: it could have left later
+    assert lead.share == pytest.approx(PIPELINE_LEAD * 0.9)
+
+
+def test_the_lead_stays_within_its_bounds() -> None:
+    lead = PipelineLead()
+    for _ in range(100):
+        lead.observe(queued=0.0, batch_share=0.040)
+    assert lead.share == MAX_LEAD
+    for _ in range(100):
+        lead.observe(queued=0.040, batch_share=0.040)
+    assert lead.share == MIN_LEAD
+    lead.observe(queued=0.0, batch_share=0.0)  # nothing learned about the batch: no change
+    assert lead.share == MIN_LEAD
+
+
+def test_a_longer_lead_sends_the_held_batch_earlier() -> None:
+    cost = gpu_like()
+    load = TargetLoad()
+    load.sent(0.0, 32)
+    share = cost.share(32)
+    assert pipelined_send_at(load, cost, max_batch=32, lead=0.5) == pytest.approx(0.5 * share)

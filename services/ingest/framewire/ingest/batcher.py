@@ -38,6 +38,7 @@ from framewire.ingest.metrics import IngestMetrics
 from framewire.ingest.observer import StreamObserver
 from framewire.ingest.scheduling import (
     CostModel,
+    PipelineLead,
     TargetLoad,
     batch_limit,
     batch_wait,
@@ -79,6 +80,7 @@ class Batcher:
         # and the batches out at each.
         self._costs = {target: CostModel() for target in self._targets}
         self._loads = {target: TargetLoad() for target in self._targets}
+        self._leads = {target: PipelineLead() for target in self._targets}
         self.tracking = Tracking(config.tracking)
         self.observer = StreamObserver()
 
@@ -186,17 +188,19 @@ class Batcher:
             target = self._targets[(self._next_target + offset) % count]
             if not target.usable or self._loads[target].count >= self._slots(target):
                 continue
-            send_at = None
-            if not self._hurry:
-                send_at = pipelined_send_at(
-                    self._loads[target], self._costs[target], self.max_batch
-                )
+            send_at = None if self._hurry else self._send_at(target)
             if send_at is not None and now < send_at:
                 held_until = send_at if held_until is None else min(held_until, send_at)
                 continue
             self._next_target = (self._next_target + offset + 1) % count
             return target, None
         return None, held_until
+
+    def _send_at(self, target: InferenceTarget) -> float | None:
+        """When the next batch for ``target`` is due (:func:`pipelined_send_at`); None: now."""
+        return pipelined_send_at(
+            self._loads[target], self._costs[target], self.max_batch, self._leads[target].share
+        )
 
     def _take(self, target: InferenceTarget, now: float) -> list[PendingFrame]:
         """Takes the next batch for ``target``, skipping frames that cannot make their budget."""
@@ -236,15 +240,18 @@ class Batcher:
                 session.complete(pending.seq, failed_result(pending.frame, error))
 
     def _dispatch(self, target: InferenceTarget, batch: list[PendingFrame]) -> None:
-        token = self._loads[target].sent(self._clock(), len(batch))
+        load = self._loads[target]
+        # Whether its departure was timed by the lead (another batch is out, and batching
+        # pays): how long it then waits at the model tells whether the lead is right.
+        timed = self._send_at(target) is not None
+        token = load.sent(self._clock(), len(batch))
         task = asyncio.create_task(
-            self._run_batch(target, token, batch), name=f"batch to {target.name}"
+            self._run_batch(target, token, batch, timed), name=f"batch to {target.name}"
         )
         self._batches.add(task)
         self._metrics.batch_size.observe(len(batch))
 
         def finished(done: asyncio.Task[None]) -> None:
-            load = self._loads[target]
             if load.is_out(token):  # it never reached the call (cancelled or failed before)
                 load.ended(token, self._clock())
             self._batches.discard(done)
@@ -254,7 +261,7 @@ class Batcher:
         task.add_done_callback(finished)
 
     async def _run_batch(
-        self, target: InferenceTarget, token: int, batch: list[PendingFrame]
+        self, target: InferenceTarget, token: int, batch: list[PendingFrame], timed: bool
     ) -> None:
         dispatched = self._clock()
         request = inference_service_pb2.DetectRequest()
@@ -268,9 +275,13 @@ class Batcher:
             response, answered_by, wall, used = await self._detect(target, token, request)
             # The batches beside it, on average over its run (itself included): its
             # wall time over the target time it used (TargetLoad).
-            self._costs[answered_by].observe(
-                len(batch), wall, concurrency=max(1.0, wall / used) if used > 0 else 1.0
-            )
+            cost = self._costs[answered_by]
+            cost.observe(len(batch), wall, concurrency=max(1.0, wall / used) if used > 0 else 1.0)
+            if timed and answered_by is target and response.results:
+                # How long it waited for the model, once there: the lead's feedback.
+                timings = response.results[0].timings
+                if timings.HasField("queue"):
+                    self._leads[target].observe(seconds(timings.queue), cost.share(len(batch)))
         except FramewireError as error:
             response = None
             failure = error

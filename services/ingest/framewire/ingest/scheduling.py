@@ -353,12 +353,46 @@ class TargetLoad:
 # A batch for a target that is still busy leaves when the work ahead of it has
 # about this share of its last batch's expected time left: early enough to be
 # there when the target frees, late enough that frames arriving meanwhile
-# still join it. (On the GPU-like bench model, a quarter served 1.14x the
-# frames of sending at once; half was too early to make any difference.)
+# still join it. This is where it starts; PipelineLead then follows how long
+# such batches waited at the model, within MIN_LEAD and MAX_LEAD.
 PIPELINE_LEAD = 0.25
+MIN_LEAD = 0.05
+MAX_LEAD = 1.0
+# A held batch should wait at the model about this share of a batch's time,
+# within a factor of 2 either way: enough that the model never waits for it,
+# little enough that newer frames could still have joined it.
+WANTED_QUEUE = 0.1
 
 
-def pipelined_send_at(load: TargetLoad, cost: CostModel, max_batch: int) -> float | None:
+@dataclass
+class PipelineLead:
+    """How early a held batch leaves (:func:`pipelined_send_at`), learned per target.
+
+    The InferenceService reports, for each image, how long its prepared batch
+    waited for the model (``StageTimings.queue``). A batch sent while another
+    was out that barely waited may have come late, after the model had gone
+    idle (the network, or preparing it on the server, took longer than the
+    lead): the lead grows by a quarter. One that waited long could have left
+    later and taken more frames: the lead shrinks by a tenth. Growing faster
+    than shrinking keeps the model from idling for long.
+    """
+
+    share: float = PIPELINE_LEAD
+
+    def observe(self, queued: float, batch_share: float) -> None:
+        """A batch sent while another was out waited ``queued`` seconds for the model, where
+        a batch of its size uses ``batch_share`` seconds of it."""
+        if batch_share <= 0:
+            return
+        if queued < WANTED_QUEUE * batch_share / 2:
+            self.share = min(MAX_LEAD, self.share * 1.25)
+        elif queued > WANTED_QUEUE * batch_share * 2:
+            self.share = max(MIN_LEAD, self.share * 0.9)
+
+
+def pipelined_send_at(
+    load: TargetLoad, cost: CostModel, max_batch: int, lead: float = PIPELINE_LEAD
+) -> float | None:
     """When the next batch is worth sending to a target with ``load`` out; None: now.
 
     Only where a full batch is cheaper per image (a GPU): there a batch sent
@@ -367,9 +401,9 @@ def pipelined_send_at(load: TargetLoad, cost: CostModel, max_batch: int) -> floa
     pays the fixed cost again. The target is taken to work through the
     batches out one after another, starting when it last answered (or when
     the oldest was sent, if later), each taking its share
-    (:meth:`CostModel.share`); the next batch leaves :data:`PIPELINE_LEAD` of
-    the last one's share before that. Where batching saves little (a CPU),
-    batches run side by side and go at once.
+    (:meth:`CostModel.share`); the next batch leaves ``lead`` times the last
+    one's share before that (:class:`PipelineLead`). Where batching saves
+    little (a CPU), batches run side by side and go at once.
     """
     ahead = load.ahead()
     if not ahead or not cost.known or not cheaper_per_image(cost, 1, max_batch):
@@ -379,4 +413,4 @@ def pipelined_send_at(load: TargetLoad, cost: CostModel, max_batch: int) -> floa
     for sent, size in ahead:
         last = cost.share(size)
         free_at = max(free_at, sent) + last
-    return free_at - PIPELINE_LEAD * last
+    return free_at - lead * last
