@@ -302,7 +302,9 @@ def test_where_batching_saves_little_or_nothing_is_known_batches_go_at_once() ->
 
 def test_the_lead_grows_when_held_batches_barely_wait_and_shrinks_when_they_wait_long() -> None:
     lead = PipelineLead()
-    lead.observe(queued=0.0, batch_share=0.040)  # the model may have idled before it came
+    assert not lead.informed  # no batch is held until the model says how long they wait
+    lead.observe(queued=0.0, batch_share=0.040)
+    assert lead.informed  # the model may have idled before it came
     assert lead.share == pytest.approx(PIPELINE_LEAD * 1.25)
     lead = PipelineLead()
     lead.observe(queued=0.004, batch_share=0.040)  # a tenth of a batch: as wanted

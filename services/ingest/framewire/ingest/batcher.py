@@ -37,6 +37,7 @@ from framewire.ingest.config import IngestConfig
 from framewire.ingest.metrics import IngestMetrics
 from framewire.ingest.observer import StreamObserver
 from framewire.ingest.scheduling import (
+    MIN_HOLD,
     CostModel,
     PipelineLead,
     TargetLoad,
@@ -188,8 +189,10 @@ class Batcher:
             target = self._targets[(self._next_target + offset) % count]
             if not target.usable or self._loads[target].count >= self._slots(target):
                 continue
-            send_at = None if self._hurry else self._send_at(target)
-            if send_at is not None and now < send_at:
+            send_at = None
+            if not self._hurry and self._leads[target].informed:
+                send_at = self._send_at(target)
+            if send_at is not None and send_at - now >= MIN_HOLD:
                 held_until = send_at if held_until is None else min(held_until, send_at)
                 continue
             self._next_target = (self._next_target + offset + 1) % count
@@ -241,7 +244,7 @@ class Batcher:
 
     def _dispatch(self, target: InferenceTarget, batch: list[PendingFrame]) -> None:
         load = self._loads[target]
-        # Whether its departure was timed by the lead (another batch is out, and batching
+        # Whether its departure is the lead's business (another batch is out, and batching
         # pays): how long it then waits at the model tells whether the lead is right.
         timed = self._send_at(target) is not None
         token = load.sent(self._clock(), len(batch))
