@@ -148,8 +148,13 @@ class StageTimings(_message.Message):
     TOTAL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def queue(self) -> _duration_pb2.Duration:
-        """The time between the server receiving the frame and its batch being
-        dispatched to a model: waiting in the stream's slot and for a batch.
+        """In a FrameResult (ingest): the time between the server receiving the
+        frame and its batch being dispatched to a model (waiting in the stream's
+        slot and for a batch), plus the model server's own queue time. In an
+        ImageResult (InferenceService): the time the image's prepared batch
+        waited for the model while another batch ran; ingest uses it to time
+        when it sends its next batch, and holds none back at a server that
+        leaves it unset.
         """
 
     @_builtins.property

@@ -250,8 +250,13 @@ type StageTimings struct {
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	// The time between the server receiving the frame and its batch being
-	// dispatched to a model: waiting in the stream's slot and for a batch.
+	// In a FrameResult (ingest): the time between the server receiving the
+	// frame and its batch being dispatched to a model (waiting in the stream's
+	// slot and for a batch), plus the model server's own queue time. In an
+	// ImageResult (InferenceService): the time the image's prepared batch
+	// waited for the model while another batch ran; ingest uses it to time
+	// when it sends its next batch, and holds none back at a server that
+	// leaves it unset.
 	Queue *durationpb.Duration `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
 	// The time spent decoding this image's compressed bytes into pixels.
 	Decode *durationpb.Duration `protobuf:"bytes,2,opt,name=decode,proto3" json:"decode,omitempty"`

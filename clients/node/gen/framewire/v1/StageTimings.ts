@@ -10,8 +10,13 @@ import type { Duration as _google_protobuf_Duration, Duration__Output as _google
  */
 export interface StageTimings {
   /**
-   * The time between the server receiving the frame and its batch being
-   * dispatched to a model: waiting in the stream's slot and for a batch.
+   * In a FrameResult (ingest): the time between the server receiving the
+   * frame and its batch being dispatched to a model (waiting in the stream's
+   * slot and for a batch), plus the model server's own queue time. In an
+   * ImageResult (InferenceService): the time the image's prepared batch
+   * waited for the model while another batch ran; ingest uses it to time
+   * when it sends its next batch, and holds none back at a server that
+   * leaves it unset.
    */
   'queue'?: (_google_protobuf_Duration | null);
   /**
@@ -46,8 +51,13 @@ export interface StageTimings {
  */
 export interface StageTimings__Output {
   /**
-   * The time between the server receiving the frame and its batch being
-   * dispatched to a model: waiting in the stream's slot and for a batch.
+   * In a FrameResult (ingest): the time between the server receiving the
+   * frame and its batch being dispatched to a model (waiting in the stream's
+   * slot and for a batch), plus the model server's own queue time. In an
+   * ImageResult (InferenceService): the time the image's prepared batch
+   * waited for the model while another batch ran; ingest uses it to time
+   * when it sends its next batch, and holds none back at a server that
+   * leaves it unset.
    */
   'queue': (_google_protobuf_Duration__Output | null);
   /**
