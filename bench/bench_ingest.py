@@ -947,6 +947,11 @@ def versus_plain(frames: list[tuple[bytes, int, int]], duration: float, rounds: 
     )
 
 
+# One way between ingest and a GPU-like model in another place: a 20 ms round trip, as across
+# zones; longer than the quarter of a batch that a held batch starts out leaving early.
+MODEL_LINK_DELAY = 0.010
+
+
 def simulated_gpu(frames: list[tuple[bytes, int, int]], duration: float) -> None:
     from bench.baselines import SIMULATED_BASE, SIMULATED_PER_IMAGE
 
@@ -954,33 +959,52 @@ def simulated_gpu(frames: list[tuple[bytes, int, int]], duration: float) -> None
         f"\n== a GPU-like model (a batch costs {SIMULATED_BASE * 1000:.0f} ms + "
         f"{SIMULATED_PER_IMAGE * 1000:.1f} ms per image): ingest in front of it, 64 streams"
     )
-    model_port, port, metrics_port = free_port(), free_port(), free_port()
+    model_port = free_port()
     model_command = [sys.executable, "-m", "bench.baselines", "simulated-gpu", str(model_port)]
+    one_at_a_time = 1 / (SIMULATED_BASE + SIMULATED_PER_IMAGE)
+    with subprocess_server(model_command, "serving"):
+        outcome, mean_batch = gpu_like_run(model_port, frames, duration, window=2)
+        print(
+            f"   served {outcome.frames_per_second:.0f} frames/s, mean batch {mean_batch:.1f}; "
+            f"one image per batch would serve {one_at_a_time:.0f}/s: "
+            f"{outcome.frames_per_second / one_at_a_time:.1f}x; accounted {outcome.accounted}"
+        )
+        proxy_command = [
+            sys.executable, "-m", "tests.netdelay", str(model_port), str(MODEL_LINK_DELAY),
+        ]  # fmt: skip
+        with subprocess_server(proxy_command, "delaying on") as proxy:
+            match = re.search(r"delaying on (\d+)", "\n".join(proxy.output))
+            assert match, proxy.output
+            outcome, mean_batch = gpu_like_run(int(match.group(1)), frames, duration, window=1)
+        print(
+            f"   through a {2 * MODEL_LINK_DELAY * 1000:.0f} ms round trip to the model, agents' "
+            f"window 1: served {outcome.frames_per_second:.0f} frames/s, mean batch "
+            f"{mean_batch:.1f}, p50 {outcome.p50 * 1000:.0f} ms; accounted {outcome.accounted}"
+        )
+
+
+def gpu_like_run(
+    model_port: int, frames: list[tuple[bytes, int, int]], duration: float, *, window: int
+) -> tuple[Outcome, float]:
+    """Ingest in front of the model at ``model_port``, 64 streams: the outcome, the mean batch."""
+    port, metrics_port = free_port(), free_port()
     ingest_command = framewire_command(
         "ingest", "--inference", f"127.0.0.1:{model_port}", "--host", "127.0.0.1",
         "--port", str(port), "--metrics-host", "127.0.0.1", "--metrics-port", str(metrics_port),
         "--max-batch-size", "64", "--max-streams", "128",
     )  # fmt: skip
-    with (
-        subprocess_server(model_command, "serving"),
-        subprocess_server(ingest_command, "IngestService serving on"),
-    ):
+    with subprocess_server(ingest_command, "IngestService serving on"):
         deadline = time.monotonic() + 30
         while health_status(port) != "SERVING" and time.monotonic() < deadline:
             time.sleep(0.1)  # polls the server's own health; it follows the replica's
-        measure(port, frames[:4], 1.0, streams=64, rate=None, window=2)
+        measure(port, frames[:4], 2.0, streams=64, rate=None, window=window)
         before = scrape(metrics_port)
-        outcome = measure(port, frames[:4], duration, streams=64, rate=None, window=2)
+        outcome = measure(port, frames[:4], duration, streams=64, rate=None, window=window)
         after = scrape(metrics_port)
     mean_batch = delta(before, after, "framewire_batch_size_sum") / max(
         1.0, delta(before, after, "framewire_batch_size_count")
     )
-    one_at_a_time = 1 / (SIMULATED_BASE + SIMULATED_PER_IMAGE)
-    print(
-        f"   served {outcome.frames_per_second:.0f} frames/s, mean batch {mean_batch:.1f}; "
-        f"one image per batch would serve {one_at_a_time:.0f}/s: "
-        f"{outcome.frames_per_second / one_at_a_time:.1f}x; accounted {outcome.accounted}"
-    )
+    return outcome, mean_batch
 
 
 SECTIONS = (

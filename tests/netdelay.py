@@ -11,7 +11,10 @@ backpressure reaches the sender as it would across a real link.
 
 A half-close is passed on after the data before it (write_eof), a reset closes
 both sides. Anything else that goes wrong is kept and raised by :meth:`stop`.
-No pytest here, so the benchmarks can import it.
+No pytest here, so the benchmarks can import it. ``python -m tests.netdelay
+TARGET_PORT DELAY`` runs one as a process of its own (so that it does not share
+a GIL with a load generator), prints ``delaying on PORT`` and runs until
+SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -212,3 +215,23 @@ class DelayProxy:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def main(argv: list[str]) -> int:
+    import signal
+    import threading
+
+    target_port, delay = int(argv[0]), float(argv[1])
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    with DelayProxy(target_port, delay) as proxy:
+        print(f"delaying on {proxy.port}", flush=True)
+        stopping.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

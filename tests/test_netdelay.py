@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
+import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tests.harness import free_port
+from tests.harness import Process, free_port
 from tests.netdelay import DelayProxy
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -221,5 +224,27 @@ def test_a_target_that_resets_the_connection_ends_it_without_a_proxy_failure() -
                         await writer.wait_closed()
                 await until(lambda: not proxy.busy, "the proxy to close every connection")
             # Leaving the block stopped the proxy: it raises what went wrong, and nothing did.
+
+    asyncio.run(main())
+
+
+def test_as_a_process_it_forwards_until_told_to_stop() -> None:
+    # `bench ingest` runs it so, away from the load generator's GIL.
+    async def main() -> None:
+        async with Target(echo) as target:
+            process = Process([sys.executable, "-m", "tests.netdelay", str(target.port), "0.01"])
+            try:
+                line = await asyncio.to_thread(process.wait_for_line, r"delaying on \d+", 30)
+                port = int(re.findall(r"\d+", line.group(0))[0])
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"through the proxy")
+                writer.write_eof()
+                assert await reader.read() == b"through the proxy"
+                writer.close()
+                await writer.wait_closed()
+                process.process.send_signal(signal.SIGTERM)
+                assert await asyncio.to_thread(process.process.wait, 30) == 0
+            finally:
+                process.kill()
 
     asyncio.run(main())
