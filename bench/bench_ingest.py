@@ -341,10 +341,13 @@ def transport(frames: list[tuple[bytes, int, int]], duration: float, rounds: int
                 ours = measure(serve_port, frames, duration, **load)
                 ratios.append(ours.frames_per_second / bare.frames_per_second)
                 added.append(ours.p50 - bare.p50)
+                sent = sum(log.sent for log in ours.logs)
+                skipped = sum(log.skipped for log in ours.logs) / max(1, sent)
                 print(
                     f"   round {round_ + 1}: echo {bare.frames_per_second:7.0f} frames/s "
                     f"p50 {bare.p50 * 1000:5.1f} ms | serve(null) {ours.frames_per_second:7.0f} "
-                    f"frames/s p50 {ours.p50 * 1000:5.1f} ms | accounted {ours.accounted}"
+                    f"frames/s p50 {ours.p50 * 1000:5.1f} ms, {skipped:.0%} of the frames sent "
+                    f"skipped (superseded or stale) | accounted {ours.accounted}"
                 )
         ratio = statistics.median(ratios)
         print(
