@@ -358,10 +358,8 @@ class TargetLoad:
 PIPELINE_LEAD = 0.25
 MIN_LEAD = 0.05
 MAX_LEAD = 1.0
-# A hold shorter than this is not worth it: the batch goes at once. Frames
-# seldom arrive within it, and the timer and the extra pass cost the event
-# loop more than it saves (measured with the null model: 0.85-0.95 of the
-# frames/s of sending at once, its batches' shares being a fraction of a ms).
+# A hold shorter than this is not worth a timer and another pass of the
+# batcher over the waiting streams: the batch goes at once.
 MIN_HOLD = 0.001
 # A held batch should wait at the model about this share of a batch's time,
 # within a factor of 2 either way: enough that the model never waits for it,
