@@ -228,6 +228,10 @@ def test_a_batch_waits_for_more_frames_only_where_that_pays() -> None:
     assert batch_wait(1, CostModel(), max_delay=0.004, max_batch=8) == 0.004
     # Full already: nothing to wait for.
     assert batch_wait(32, gpu_like(), max_delay=0.004, max_batch=32) == 0.0
+    # A model that says how long batches wait for it: as above; one that does not: no wait.
+    assert batch_wait(3, gpu_like(), max_delay=0.004, max_batch=32, reports_queue=True) == 0.004
+    assert batch_wait(3, gpu_like(), max_delay=0.004, max_batch=32, reports_queue=False) == 0.0
+    assert batch_wait(1, CostModel(), max_delay=0.004, max_batch=8, reports_queue=False) == 0.0
 
 
 def test_a_batch_never_waits_longer_than_it_is_expected_to_run() -> None:
@@ -302,26 +306,31 @@ def test_where_batching_saves_little_or_nothing_is_known_batches_go_at_once() ->
 
 def test_the_lead_grows_when_held_batches_barely_wait_and_shrinks_when_they_wait_long() -> None:
     lead = PipelineLead()
-    assert not lead.informed  # no batch is held until the model says how long they wait
-    lead.observe(queued=0.0, batch_share=0.040)
-    assert lead.informed  # the model may have idled before it came
+    assert lead.reports_queue is None  # nothing answered yet: no batch is held
+    lead.answered(0.0, 0.040, timed=True)  # the model may have idled before it came
+    assert lead.reports_queue
     assert lead.share == pytest.approx(PIPELINE_LEAD * 1.25)
     lead = PipelineLead()
-    lead.observe(queued=0.004, batch_share=0.040)  # a tenth of a batch: as wanted
+    lead.answered(0.004, 0.040, timed=True)  # a tenth of a batch: as wanted
     assert lead.share == PIPELINE_LEAD
-    lead.observe(queued=0.020, batch_share=0.040)  # half a batch: it could have left later
+    lead.answered(0.020, 0.040, timed=True)  # half a batch: it could have left later
     assert lead.share == pytest.approx(PIPELINE_LEAD * 0.9)
 
 
 def test_the_lead_stays_within_its_bounds() -> None:
     lead = PipelineLead()
     for _ in range(100):
-        lead.observe(queued=0.0, batch_share=0.040)
+        lead.answered(0.0, 0.040, timed=True)
     assert lead.share == MAX_LEAD
     for _ in range(100):
-        lead.observe(queued=0.040, batch_share=0.040)
+        lead.answered(0.040, 0.040, timed=True)
     assert lead.share == MIN_LEAD
-    lead.observe(queued=0.0, batch_share=0.0)  # nothing learned about the batch: no change
+    lead.answered(0.0, 0.0, timed=True)  # nothing learned about the batch: no change
+    lead.answered(0.0, 0.040, timed=False)  # sent with nothing out: not the lead's doing
+    assert lead.share == MIN_LEAD
+    assert lead.reports_queue
+    lead.answered(None, 0.040, timed=True)  # the server stopped reporting its queue
+    assert lead.reports_queue is False
     assert lead.share == MIN_LEAD
 
 

@@ -162,6 +162,7 @@ class Batcher:
                 self._costs[target],
                 max_delay=self._config.max_batch_delay,
                 max_batch=self.max_batch,
+                reports_queue=self._leads[target].reports_queue,
             )
             full = len(self._line) >= self.max_batch or len(self._line) >= self._open_streams
             if not (full or self._hurry or now >= ready_at):
@@ -190,7 +191,7 @@ class Batcher:
             if not target.usable or self._loads[target].count >= self._slots(target):
                 continue
             send_at = None
-            if not self._hurry and self._leads[target].informed:
+            if not self._hurry and self._leads[target].reports_queue:
                 send_at = self._send_at(target)
             if send_at is not None and send_at - now >= MIN_HOLD:
                 held_until = send_at if held_until is None else min(held_until, send_at)
@@ -280,11 +281,13 @@ class Batcher:
             # wall time over the target time it used (TargetLoad).
             cost = self._costs[answered_by]
             cost.observe(len(batch), wall, concurrency=max(1.0, wall / used) if used > 0 else 1.0)
-            if timed and answered_by is target and response.results:
+            if response.results:
                 # How long it waited for the model, once there: the lead's feedback.
                 timings = response.results[0].timings
-                if timings.HasField("queue"):
-                    self._leads[target].observe(seconds(timings.queue), cost.share(len(batch)))
+                queued = seconds(timings.queue) if timings.HasField("queue") else None
+                self._leads[answered_by].answered(
+                    queued, cost.share(len(batch)), timed=timed and answered_by is target
+                )
         except FramewireError as error:
             response = None
             failure = error
