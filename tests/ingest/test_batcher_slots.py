@@ -13,7 +13,7 @@ from framewire.common.protoutil import duration, timestamp_from_ns
 from framewire.ingest.batcher import Batcher
 from framewire.ingest.config import IngestConfig
 from framewire.ingest.metrics import IngestMetrics
-from framewire.ingest.scheduling import PIPELINE_LEAD, CostModel, TargetLoad, pipelined_send_at
+from framewire.ingest.scheduling import PIPELINE_LEAD
 from framewire.ingest.streams import StreamSession, StreamSettings
 from framewire.ingest.targets import InferenceTarget, ModelDescription
 from framewire.v1 import common_pb2, inference_service_pb2, ingest_service_pb2
@@ -45,13 +45,18 @@ class CpuLikeTarget(InferenceTarget):
         self.running += 1
         self.most_at_once = max(self.most_at_once, self.running)
         try:
-            await asyncio.sleep(0.01 * len(request.images))
+            timings = await self.run(len(request.images))
         finally:
             self.running -= 1
-        response = inference_service_pb2.DetectResponse(model_id="cpu-like@0")
+        response = inference_service_pb2.DetectResponse(model_id=f"{self.name}@0")
         for _ in request.images:
-            response.results.add()
+            response.results.add(timings=timings)
         return response
+
+    async def run(self, images: int) -> common_pb2.StageTimings:
+        """The model's work on a batch of ``images``; the timings it reports (none here)."""
+        await asyncio.sleep(0.01 * images)
+        return common_pb2.StageTimings()
 
     async def close(self) -> None:
         self._set_usable(False)
@@ -76,24 +81,14 @@ class GpuLikeTarget(CpuLikeTarget):
         self._preparing = preparing
         self.batches = 0
 
-    async def detect(
-        self, request: inference_service_pb2.DetectRequest
-    ) -> inference_service_pb2.DetectResponse:
-        self.running += 1
-        self.most_at_once = max(self.most_at_once, self.running)
-        try:
-            await asyncio.sleep(self._preparing)
-            ready = time.perf_counter()
-            async with self._device:
-                queued = time.perf_counter() - ready
-                await asyncio.sleep(0.020 + 0.0005 * len(request.images))
-                self.batches += 1
-        finally:
-            self.running -= 1
-        response = inference_service_pb2.DetectResponse(model_id="gpu-like@0")
-        for _ in request.images:
-            response.results.add(timings=common_pb2.StageTimings(queue=duration(queued)))
-        return response
+    async def run(self, images: int) -> common_pb2.StageTimings:
+        await asyncio.sleep(self._preparing)
+        ready = time.perf_counter()
+        async with self._device:
+            queued = time.perf_counter() - ready
+            await asyncio.sleep(0.020 + 0.0005 * images)
+            self.batches += 1
+        return common_pb2.StageTimings(queue=duration(queued))
 
 
 def frame(seq: int) -> ingest_service_pb2.Frame:
@@ -178,22 +173,23 @@ async def streams_on_their_own(
     return batcher
 
 
-def test_where_batching_pays_held_batches_leave_by_themselves(
+def test_where_batching_pays_batches_are_held_and_every_frame_answered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # A second batch is held until shortly before the first ends (pipelined_send_at); the
-    # hold must end by itself, with no batch finishing to wake the batcher, and every
-    # frame must be answered (streams_on_their_own waits at most 5 s for each).
-    original = pipelined_send_at
+    # A second batch is held until shortly before the first ends (pipelined_send_at), and
+    # every frame is still answered (streams_on_their_own waits at most 5 s for each). That
+    # a hold ends on its own timer, before the batch ahead finishes, the next test shows:
+    # held batches that waited at the device are what shrink the lead.
+    original = Batcher._pick_target
     holds: list[float] = []
 
-    def counted(load: TargetLoad, cost: CostModel, max_batch: int, lead: float) -> float | None:
-        send_at = original(load, cost, max_batch, lead)
-        if send_at is not None and send_at > time.monotonic():
-            holds.append(send_at)
-        return send_at
+    def counted(self: Batcher, now: float) -> tuple[InferenceTarget | None, bool, float | None]:
+        picked = original(self, now)
+        if picked[2] is not None:  # nothing to send now: a batch is held until then
+            holds.append(picked[2])
+        return picked
 
-    monkeypatch.setattr("framewire.ingest.batcher.pipelined_send_at", counted)
+    monkeypatch.setattr(Batcher, "_pick_target", counted)
     target = GpuLikeTarget()
     asyncio.run(streams_on_their_own(target, streams=16, frames=15))
     assert holds, "no batch was ever held"

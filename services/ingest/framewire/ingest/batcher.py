@@ -15,8 +15,8 @@ image, not at all where it is not (see
 inference target with room, round robin; where batching pays, a busy target
 gets its next batch only shortly before it is expected to be free (see
 :func:`~framewire.ingest.scheduling.pipelined_send_at`). A target that
-answers UNAVAILABLE is retried once elsewhere. When no target is usable at all, waiting frames fail
-at once with UNAVAILABLE rather than age silently.
+answers UNAVAILABLE is retried once elsewhere. When no target is usable at
+all, waiting frames fail at once with UNAVAILABLE rather than age silently.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ class Batcher:
                 self._fail_waiting(unavailable_everywhere())
                 return None
             now = self._clock()
-            target, held_until = self._pick_target(now)
+            target, timed, held_until = self._pick_target(now)
             if target is None:
                 # Every usable target is full (a finishing batch wakes us) or is to get
                 # its next batch only shortly before it frees.
@@ -169,7 +169,7 @@ class Batcher:
                 return ready_at - now
             batch = self._take(target, now)
             if batch:
-                self._dispatch(target, batch)
+                self._dispatch(target, batch, timed)
         return None
 
     def _slots(self, target: InferenceTarget) -> int:
@@ -181,30 +181,32 @@ class Batcher:
             capacity = min(capacity, target.model.concurrent_batches)
         return useful_in_flight(capacity, self._costs[target], self.max_batch)
 
-    def _pick_target(self, now: float) -> tuple[InferenceTarget | None, float | None]:
-        """The next target, round robin, with a batch slot free and no reason to wait
-        (:func:`pipelined_send_at`); else None and the earliest time one is due, if any."""
+    def _pick_target(self, now: float) -> tuple[InferenceTarget | None, bool, float | None]:
+        """The next target, round robin, with a batch slot free and no reason to wait, and
+        whether its batch's departure is the lead's business (:func:`pipelined_send_at`:
+        another batch is out there and batching pays); else None and the earliest time a
+        held batch is due, if any."""
         count = len(self._targets)
         held_until: float | None = None
         for offset in range(count):
             target = self._targets[(self._next_target + offset) % count]
             if not target.usable or self._loads[target].count >= self._slots(target):
                 continue
-            send_at = None
-            if not self._hurry and self._leads[target].reports_queue:
-                send_at = self._send_at(target)
-            if send_at is not None and send_at - now >= MIN_HOLD:
+            lead = self._leads[target]
+            send_at = pipelined_send_at(
+                self._loads[target], self._costs[target], self.max_batch, lead.share
+            )
+            if (
+                send_at is not None
+                and lead.reports_queue
+                and not self._hurry
+                and send_at - now >= MIN_HOLD
+            ):
                 held_until = send_at if held_until is None else min(held_until, send_at)
                 continue
             self._next_target = (self._next_target + offset + 1) % count
-            return target, None
-        return None, held_until
-
-    def _send_at(self, target: InferenceTarget) -> float | None:
-        """When the next batch for ``target`` is due (:func:`pipelined_send_at`); None: now."""
-        return pipelined_send_at(
-            self._loads[target], self._costs[target], self.max_batch, self._leads[target].share
-        )
+            return target, send_at is not None, None
+        return None, False, held_until
 
     def _take(self, target: InferenceTarget, now: float) -> list[PendingFrame]:
         """Takes the next batch for ``target``, skipping frames that cannot make their budget."""
@@ -243,11 +245,10 @@ class Batcher:
             if pending is not None:
                 session.complete(pending.seq, failed_result(pending.frame, error))
 
-    def _dispatch(self, target: InferenceTarget, batch: list[PendingFrame]) -> None:
+    def _dispatch(self, target: InferenceTarget, batch: list[PendingFrame], timed: bool) -> None:
+        """Sends ``batch``; ``timed``: the lead decided when (how long it then waits at the
+        model tells whether the lead is right)."""
         load = self._loads[target]
-        # Whether its departure is the lead's business (another batch is out, and batching
-        # pays): how long it then waits at the model tells whether the lead is right.
-        timed = self._send_at(target) is not None
         token = load.sent(self._clock(), len(batch))
         task = asyncio.create_task(
             self._run_batch(target, token, batch, timed), name=f"batch to {target.name}"
