@@ -982,7 +982,9 @@ def simulated_gpu(frames: list[tuple[bytes, int, int]], duration: float) -> None
         print(
             f"   through a {2 * MODEL_LINK_DELAY * 1000:.0f} ms round trip to the model, agents' "
             f"window 1: served {outcome.frames_per_second:.0f} frames/s, mean batch "
-            f"{mean_batch:.1f}, p50 {outcome.p50 * 1000:.0f} ms; accounted {outcome.accounted}"
+            f"{mean_batch:.1f}, p50 {outcome.p50 * 1000:.0f} ms: "
+            f"{outcome.frames_per_second / one_at_a_time:.1f}x one image per batch; "
+            f"accounted {outcome.accounted}"
         )
 
 
