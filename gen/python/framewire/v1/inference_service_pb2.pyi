@@ -267,8 +267,11 @@ class GetModelInfoResponse(_message.Message):
     concurrent_batches: _builtins.int
     """How many Detect batches are worth sending at once: the batches the server
     runs at once where its runs overlap, else one running and one being
-    prepared. Calls beyond that wait in its queue; a client that wants fresh
-    results keeps no more than this in flight (ingest does). 0: not stated.
+    prepared; one more where the server runs the calls waiting in its queue
+    together as one batch (framewire inference --merge-calls), since a batch
+    that waits there joins other clients' batches. Calls beyond that wait in
+    its queue; a client that wants fresh results keeps no more than this in
+    flight (ingest does). 0: not stated.
     """
     @_builtins.property
     def labels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:

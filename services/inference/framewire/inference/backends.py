@@ -67,6 +67,12 @@ class Backend(abc.ABC):
     def run(self, batch: npt.NDArray[Any]) -> list[npt.NDArray[np.float32]]:
         """Runs the model on a C-contiguous batch; returns its outputs in signature order."""
 
+    @property
+    def batching_pays(self) -> bool:
+        """Whether a batch of n images costs much less than n batches of one: on an
+        accelerator, not on a CPU, whose cost grows with the images."""
+        return False
+
     def describe(self) -> str:
         """A short description for the start-up log (runtime, device)."""
         return self.name
@@ -120,6 +126,10 @@ class OnnxRuntimeBackend(Backend):
     def run(self, batch: npt.NDArray[Any]) -> list[npt.NDArray[np.float32]]:
         outputs = self.session.run(None, {self._input_name: batch})
         return [np.asarray(output) for output in outputs]
+
+    @property
+    def batching_pays(self) -> bool:
+        return _CUDA in self.providers
 
     def describe(self) -> str:
         return f"onnxruntime {'+'.join(self.providers)}"

@@ -14,12 +14,15 @@ import signal
 import sys
 from collections.abc import Callable
 
+from prometheus_client import CollectorRegistry
+
 from framewire.common import settings
 from framewire.common.exits import SERVER_EXIT_CODES, ExitCode
 from framewire.common.logs import configure_logging
 from framewire.common.serving import run as run_event_loop
 from framewire.common.serving import wait_for_signal
-from framewire.inference.config import InferenceServerConfig
+from framewire.inference.config import EngineConfig, InferenceServerConfig
+from framewire.inference.engine import Engine
 from framewire.inference.server import InferenceServer
 
 _LOGGER = logging.getLogger(__name__)
@@ -64,11 +67,12 @@ async def serve(
     config: InferenceServerConfig,
     *,
     on_ready: Callable[[InferenceServer], None] = lambda server: None,
+    load: Callable[[EngineConfig, CollectorRegistry], Engine] = Engine.load,
 ) -> int:
-    """Starts the server, loads the model, and serves until a signal arrives."""
+    """Starts the server, loads the model (with ``load``), and serves until a signal arrives."""
     stop_signal = asyncio.ensure_future(wait_for_signal())
     try:
-        server = await InferenceServer.start(config)
+        server = await InferenceServer.start(config, load=load)
     except (OSError, ValueError) as error:
         stop_signal.cancel()
         _LOGGER.error("cannot start: %s", error)

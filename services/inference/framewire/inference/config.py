@@ -28,6 +28,7 @@ DEVICE_BACKENDS = ("torch", "tensorrt")
 HEADS = ("auto", "yolov8", "yolov5", "ssd")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp16", "fp32")
+MERGE_CALLS = ("auto", "always", "never")
 
 # The size of the largest batch a GPU backend is expected to be built for; a
 # CPU gains nothing from batches this large, but the limit keeps one request
@@ -211,7 +212,18 @@ class InferenceServerConfig:
         64,
         "Detect calls waiting for a free batch slot; more are refused with RESOURCE_EXHAUSTED",
     )
+    merge_calls: str = option(
+        "auto",
+        "whether Detect calls that wait for a batch slot run together as one model batch "
+        "(from several ingest processes): auto (where a bigger batch costs less per image: "
+        "a GPU, or a model with a fixed batch size), always, never",
+        choices=MERGE_CALLS,
+    )
 
     def __post_init__(self) -> None:
         if self.max_queued_calls < 0:
             raise ValueError("max_queued_calls must not be negative")
+        if self.merge_calls not in MERGE_CALLS:
+            raise ValueError(
+                f"merge_calls must be one of {', '.join(MERGE_CALLS)}, not {self.merge_calls!r}"
+            )

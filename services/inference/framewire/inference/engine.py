@@ -144,6 +144,15 @@ class Engine(abc.ABC):
             return self.config.concurrent_batches
         return min(self.config.concurrent_batches, PIPELINE_DEPTH)
 
+    def merges_calls(self, mode: str) -> bool:
+        """Whether Detect calls that wait for a batch slot run together (``--merge-calls``):
+        ``auto`` where a bigger batch costs less per image, on an accelerator or a model
+        whose batch size is fixed (it runs the whole batch anyway)."""
+        if mode != "auto":
+            return mode == "always"
+        spec = self.spec
+        return self.backend.batching_pays or (spec is not None and (spec.fixed_batch or 1) > 1)
+
     # ---------------------------------------------------------------- detecting
 
     def detect(

@@ -42,7 +42,7 @@ class InferenceMetrics:
         )
         self.batch_size = Histogram(
             "framewire_inference_batch_size",
-            "Images per accepted Detect call.",
+            "Images per accepted model batch: one Detect call, or several run together.",
             buckets=BATCH_SIZE_BUCKETS,
             registry=registry,
         )
@@ -56,8 +56,13 @@ class InferenceMetrics:
         )
         self.batch_seconds = Histogram(
             "framewire_inference_batch_seconds",
-            "Time to answer one accepted Detect call, in seconds.",
+            "Time to answer one accepted model batch, in seconds.",
             buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.merged_calls = Counter(
+            "framewire_inference_merged_calls",
+            "Detect calls answered by a model batch shared with other calls (--merge-calls).",
             registry=registry,
         )
         self.model = Info(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -19,8 +20,9 @@ from prometheus_client import CollectorRegistry
 from framewire.common.errors import FramewireError
 from framewire.common.metrics import MetricsEndpoint, serve_metrics
 from framewire.common.serving import GrpcServer, grpc_address
-from framewire.inference.config import InferenceServerConfig
+from framewire.inference.config import EngineConfig, InferenceServerConfig
 from framewire.inference.engine import Engine
+from framewire.inference.merging import CallQueue
 from framewire.v1 import inference_service_pb2, inference_service_pb2_grpc
 
 _LOGGER = logging.getLogger(__name__)
@@ -29,13 +31,40 @@ SERVICE_NAME = inference_service_pb2.DESCRIPTOR.services_by_name["InferenceServi
 
 
 class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
-    """Runs ``Engine.detect`` on a bounded thread pool and maps errors onto statuses."""
+    """Answers Detect through a :class:`CallQueue` on a bounded thread pool and maps errors
+    onto statuses."""
 
-    def __init__(self, executor: ThreadPoolExecutor, workers: int, max_queued_calls: int) -> None:
+    def __init__(self, executor: ThreadPoolExecutor, config: InferenceServerConfig) -> None:
         self.engine: Engine | None = None
+        self.calls: CallQueue | None = None
         self._executor = executor
-        self._capacity = workers + max_queued_calls
-        self._admitted = 0
+        self._config = config
+
+    def serve(self, engine: Engine) -> None:
+        """Starts answering with ``engine``."""
+        merge = engine.merges_calls(self._config.merge_calls)
+        self.calls = CallQueue(
+            self._detect,
+            self._executor,
+            # More would wait inside the engine, where they can no longer merge.
+            slots=engine.batches_at_once,
+            max_waiting=self._config.max_queued_calls,
+            max_images=engine.config.max_batch,
+            merge=merge,
+            on_merged=engine.metrics.merged_calls.inc,
+        )
+        self.engine = engine
+        _LOGGER.info(
+            "Detect calls that wait for a batch slot %s",
+            "run together as one model batch" if merge else "run one at a time",
+        )
+
+    def _detect(
+        self, request: inference_service_pb2.DetectRequest
+    ) -> inference_service_pb2.DetectResponse:
+        """One model batch, on an executor thread."""
+        assert self.engine is not None  # calls exists only with the engine
+        return self.engine.detect(request)
 
     async def _engine(self, context: grpc.aio.ServicerContext[Any, Any]) -> Engine:
         engine = self.engine
@@ -50,26 +79,12 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
         request: inference_service_pb2.DetectRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> inference_service_pb2.DetectResponse:
-        engine = await self._engine(context)
-        if self._admitted >= self._capacity:
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"the server is busy: {self._admitted} Detect calls are running or waiting; "
-                "retry later or on another replica",
-            )
-        self._admitted += 1
-        failure: FramewireError
+        await self._engine(context)
+        assert self.calls is not None  # set with the engine
         try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, engine.detect, request)
+            return await self.calls.detect(request)
         except FramewireError as error:
-            failure = error
-        except Exception as error:
-            _LOGGER.exception("Detect failed")
-            failure = FramewireError(grpc.StatusCode.INTERNAL, f"internal error: {error}")
-        finally:
-            self._admitted -= 1
-        await context.abort(failure.code, failure.message)
+            await context.abort(error.code, error.message)
 
     async def GetModelInfo(  # noqa: N802 - the gRPC method's name
         self,
@@ -77,7 +92,10 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> inference_service_pb2.GetModelInfoResponse:
         engine = await self._engine(context)
-        return engine.model_info()
+        info = engine.model_info()
+        assert self.calls is not None  # set with the engine
+        info.concurrent_batches = self.calls.batches_worth_sending(info.concurrent_batches)
+        return info
 
 
 class InferenceServer:
@@ -106,9 +124,16 @@ class InferenceServer:
 
     @classmethod
     async def start(
-        cls, config: InferenceServerConfig, registry: CollectorRegistry | None = None
+        cls,
+        config: InferenceServerConfig,
+        registry: CollectorRegistry | None = None,
+        *,
+        load: Callable[[EngineConfig, CollectorRegistry], Engine] = Engine.load,
     ) -> InferenceServer:
         """Binds the port (health NOT_SERVING) and starts loading the model in a thread.
+
+        ``load`` makes the engine (another one than ``config.engine`` describes, for a
+        benchmark's simulated device).
 
         Raises :class:`OSError` when a port cannot be bound and :class:`ValueError`
         when a TLS or token file cannot be used. Call :meth:`ready`
@@ -117,7 +142,7 @@ class InferenceServer:
         registry = registry if registry is not None else CollectorRegistry()
         workers = config.engine.concurrent_batches
         executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="framewire-detect")
-        servicer = InferenceServicer(executor, workers, config.max_queued_calls)
+        servicer = InferenceServicer(executor, config)
         grpc_server = await GrpcServer.start(
             config.listen,
             config.transport,
@@ -137,9 +162,7 @@ class InferenceServer:
             await grpc_server.stop(0)
             executor.shutdown(wait=False)
             raise
-        loading = asyncio.get_running_loop().run_in_executor(
-            None, Engine.load, config.engine, registry
-        )
+        loading = asyncio.get_running_loop().run_in_executor(None, load, config.engine, registry)
         return cls(
             config=config,
             grpc_server=grpc_server,
@@ -179,7 +202,7 @@ class InferenceServer:
             self._load_failure_reported = True
             raise
         if self.servicer.engine is None and not self._stopped:
-            self.servicer.engine = engine
+            self.servicer.serve(engine)
             await self.grpc_server.set_serving(True)
             listen = self.config.listen
             metrics = f"metrics on {self.metrics_port}" if self.metrics_port else "no metrics"
@@ -215,7 +238,10 @@ class InferenceServer:
 
 
 async def start_inference_server(
-    config: InferenceServerConfig, registry: CollectorRegistry | None = None
+    config: InferenceServerConfig,
+    registry: CollectorRegistry | None = None,
+    *,
+    load: Callable[[EngineConfig, CollectorRegistry], Engine] = Engine.load,
 ) -> InferenceServer:
     """Starts the server and waits until it is SERVING (model loaded and warmed up).
 
@@ -223,7 +249,7 @@ async def start_inference_server(
     :class:`FileNotFoundError` / :class:`ValueError` for a model that cannot be
     loaded (the server is stopped again first).
     """
-    server = await InferenceServer.start(config, registry)
+    server = await InferenceServer.start(config, registry, load=load)
     try:
         await server.ready()
     except BaseException:

@@ -444,8 +444,11 @@ type GetModelInfoResponse struct {
 	DefaultScoreThreshold float32 `protobuf:"fixed32,9,opt,name=default_score_threshold,json=defaultScoreThreshold,proto3" json:"default_score_threshold,omitempty"`
 	// How many Detect batches are worth sending at once: the batches the server
 	// runs at once where its runs overlap, else one running and one being
-	// prepared. Calls beyond that wait in its queue; a client that wants fresh
-	// results keeps no more than this in flight (ingest does). 0: not stated.
+	// prepared; one more where the server runs the calls waiting in its queue
+	// together as one batch (framewire inference --merge-calls), since a batch
+	// that waits there joins other clients' batches. Calls beyond that wait in
+	// its queue; a client that wants fresh results keeps no more than this in
+	// flight (ingest does). 0: not stated.
 	ConcurrentBatches uint32 `protobuf:"varint,10,opt,name=concurrent_batches,json=concurrentBatches,proto3" json:"concurrent_batches,omitempty"`
 }
 

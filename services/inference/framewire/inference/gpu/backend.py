@@ -49,6 +49,10 @@ class DeviceBackend(Backend):
         self._inputs: dict[int, Any] = {}
         self._lock = threading.RLock()
 
+    @property
+    def batching_pays(self) -> bool:
+        return self.device.type == "cuda"
+
     def exclusive(self) -> threading.RLock:
         """Held across a run and the reading of its outputs."""
         return self._lock
