@@ -5,18 +5,22 @@
   (decode, resize to the model's 300x300, RGB) on one shared ONNX Runtime
   session, several calls at once; clients send one frame at a time, always the
   newest (see ``plain_camera``).
-- ``simulated-gpu``: an InferenceService whose batches cost a fixed time plus a
-  little per image, as on a GPU, and detect nothing; ingest in front of it
-  shows whether batches grow when growing them is cheap.
+- ``simulated-gpu``: framewire's own InferenceService with an engine whose
+  batches cost a fixed time plus a little per image, as on a GPU, and detect
+  nothing; ingest in front of it shows whether batches grow when growing them
+  is cheap.
 
 Run as ``python -m bench.baselines plain PORT MODEL`` or
-``python -m bench.baselines simulated-gpu PORT``; each prints "serving" when ready.
+``python -m bench.baselines simulated-gpu PORT [MERGE_CALLS CONCURRENT_BATCHES]``
+(the server's settings; by default ``SIMULATED_SERVER``); each prints "serving"
+when ready.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,10 +29,14 @@ from typing import Any
 import cv2
 import grpc
 import numpy as np
-from grpc_health.v1 import health_pb2
+from prometheus_client import CollectorRegistry
 
 from framewire.common.protoutil import duration
-from framewire.common.serving import AsyncHealthServicer
+from framewire.common.serving import ListenConfig
+from framewire.inference.backends import Backend
+from framewire.inference.config import EngineConfig, InferenceServerConfig
+from framewire.inference.engine import Engine
+from framewire.inference.signature import ModelSignature
 from framewire.v1 import common_pb2, inference_service_pb2, inference_service_pb2_grpc
 from framewire.v1.inference_service_pb2 import DetectRequest, DetectResponse
 
@@ -38,6 +46,12 @@ SCORE_THRESHOLD = 0.5
 SIMULATED_BASE = 0.020
 SIMULATED_PER_IMAGE = 0.0005
 SIMULATED_MAX_BATCH = 64
+# How the simulated GPU is served (--merge-calls, --concurrent-batches): waiting calls merged,
+# and one batch at a time, since it has no preparation to overlap with a run (a second batch
+# would only wait at the device, where it can no longer merge with others).
+SIMULATED_SERVER = ("auto", 1)
+# How it was served before calls could merge: two batches at once, the engine's default.
+SIMULATED_SERVER_UNMERGED = ("never", 2)
 
 
 class PlainDetector(inference_service_pb2_grpc.InferenceServiceServicer):
@@ -82,56 +96,83 @@ def serve_plain(port: int, model: Path) -> None:
     server.wait_for_termination()
 
 
-class SimulatedGpu(inference_service_pb2_grpc.InferenceServiceServicer):
-    """Batches that cost SIMULATED_BASE plus SIMULATED_PER_IMAGE per image, one at a time;
-    each image's timings say, as the real server's do, how long its batch waited for the
-    device (queue), how long it ran there (inference) and the whole call (total)."""
+class SimulatedDevice(Backend):
+    """The simulated GPU's runtime: nothing runs, but batching pays, as on a GPU."""
+
+    name = "simulated-gpu"
 
     def __init__(self) -> None:
-        self._device = asyncio.Lock()
+        super().__init__(ModelSignature((), ()))
 
-    async def Detect(self, request: DetectRequest, context: Any) -> DetectResponse:  # noqa: N802
-        arrived = time.perf_counter()
-        async with self._device:
-            started = time.perf_counter()
-            await asyncio.sleep(SIMULATED_BASE + SIMULATED_PER_IMAGE * len(request.images))
-            ran = time.perf_counter()
-        timings = common_pb2.StageTimings(
-            queue=duration(started - arrived),
-            inference=duration(ran - started),
-            total=duration(ran - arrived),
-        )
-        response = DetectResponse(model_id="simulated-gpu@0")
-        for _ in request.images:
-            response.results.add(timings=timings)
-        return response
+    @property
+    def batching_pays(self) -> bool:
+        return True
 
-    async def GetModelInfo(  # noqa: N802
-        self, request: inference_service_pb2.GetModelInfoRequest, context: Any
-    ) -> inference_service_pb2.GetModelInfoResponse:
-        return inference_service_pb2.GetModelInfoResponse(
+    def run(self, batch: Any) -> list[Any]:
+        raise RuntimeError("the simulated GPU runs no model")
+
+
+class SimulatedGpuEngine(Engine):
+    """A batch of n images holds the device for SIMULATED_BASE + SIMULATED_PER_IMAGE * n
+    seconds, one batch at a time, and finds nothing. Served by the real InferenceService,
+    so its images' timings say, as a real engine's do, how long the batch waited for the
+    device (queue) and ran there (inference)."""
+
+    def __init__(self, config: EngineConfig, registry: CollectorRegistry) -> None:
+        super().__init__(
+            config=config,
+            backend=SimulatedDevice(),
+            head_name="none",
+            labels=("thing",),
             model_id="simulated-gpu@0",
-            labels=["thing"],
-            max_batch_size=SIMULATED_MAX_BATCH,
-            default_score_threshold=0.5,
-            input_width=640,
-            input_height=640,
+            registry=registry,
         )
+        self._device = threading.Lock()
+
+    @property
+    def spec(self) -> None:
+        return None
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return (640, 640)
+
+    def input_batch(self, images: Any) -> Any:
+        raise ValueError("the simulated GPU has no model input")
+
+    def _answer(
+        self,
+        images: Any,
+        options: dict[int, Any],
+        errors: list[Any],
+        results: list[inference_service_pb2.ImageResult],
+    ) -> None:
+        waiting = time.perf_counter()
+        with self._device:
+            started = time.perf_counter()
+            time.sleep(SIMULATED_BASE + SIMULATED_PER_IMAGE * len(options))
+            ran = time.perf_counter()
+        for index in options:
+            results[index].timings.queue.CopyFrom(duration(started - waiting))
+            results[index].timings.inference.CopyFrom(duration(ran - started))
 
 
-async def serve_simulated_gpu(port: int) -> None:
-    server = grpc.aio.server()
-    inference_service_pb2_grpc.add_InferenceServiceServicer_to_server(SimulatedGpu(), server)
-    health = AsyncHealthServicer()
-    from grpc_health.v1 import health_pb2_grpc
+def serve_simulated_gpu(port: int, merge_calls: str, concurrent_batches: int) -> None:
+    from framewire.inference.command import serve
 
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    for name in ("", "framewire.v1.InferenceService"):
-        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    print("serving", flush=True)
-    await server.wait_for_termination()
+    engine = EngineConfig(
+        backend="null", max_batch=SIMULATED_MAX_BATCH, concurrent_batches=concurrent_batches
+    )
+    config = InferenceServerConfig(
+        engine=engine,
+        listen=ListenConfig(host="127.0.0.1", port=port, metrics_port=-1),
+        merge_calls=merge_calls,
+    )
+
+    def ready(server: Any) -> None:
+        print("serving", flush=True)
+
+    asyncio.run(serve(config, on_ready=ready, load=SimulatedGpuEngine))
 
 
 async def plain_camera(
@@ -166,8 +207,9 @@ def main(argv: list[str]) -> int:
     if len(argv) >= 3 and argv[0] == "plain":
         serve_plain(int(argv[1]), Path(argv[2]))
         return 0
-    if len(argv) >= 2 and argv[0] == "simulated-gpu":
-        asyncio.run(serve_simulated_gpu(int(argv[1])))
+    if len(argv) in (2, 4) and argv[0] == "simulated-gpu":
+        mode, slots = (argv[2], int(argv[3])) if len(argv) == 4 else SIMULATED_SERVER
+        serve_simulated_gpu(int(argv[1]), mode, slots)
         return 0
     print(__doc__, file=sys.stderr)
     return 2

@@ -955,7 +955,7 @@ def versus_plain(frames: list[tuple[bytes, int, int]], duration: float, rounds: 
 MODEL_LINK_DELAY = 0.010
 
 
-def simulated_gpu(frames: list[tuple[bytes, int, int]], duration: float) -> None:
+def simulated_gpu(frames: list[tuple[bytes, int, int]], duration: float, rounds: int) -> None:
     from bench.baselines import SIMULATED_BASE, SIMULATED_PER_IMAGE
 
     print(
@@ -986,17 +986,65 @@ def simulated_gpu(frames: list[tuple[bytes, int, int]], duration: float) -> None
             f"{outcome.frames_per_second / one_at_a_time:.1f}x one image per batch; "
             f"accounted {outcome.accounted}"
         )
+    merged_calls(frames, duration, rounds)
+
+
+def merged_calls(frames: list[tuple[bytes, int, int]], duration: float, rounds: int) -> None:
+    """One and two ingest processes in front of one GPU-like model, served as it is by
+    default (its waiting calls merged, one batch at a time) and as it was before calls
+    could merge (two batches at once, one call per batch)."""
+    from bench.baselines import SIMULATED_SERVER, SIMULATED_SERVER_UNMERGED
+
+    print(
+        "   one model for 1 or 2 ingest processes (ingest --workers N), 64 streams, window 2; "
+        "the model's Detect calls that wait for it run together (--merge-calls "
+        f"{SIMULATED_SERVER[0]} --concurrent-batches {SIMULATED_SERVER[1]}) or one by one "
+        f"(--merge-calls {SIMULATED_SERVER_UNMERGED[0]} --concurrent-batches "
+        f"{SIMULATED_SERVER_UNMERGED[1]}, as before merging):"
+    )
+    served: dict[tuple[int, str], list[float]] = {}
+    servers = {"merged": SIMULATED_SERVER, "one by one": SIMULATED_SERVER_UNMERGED}
+    for round_ in range(rounds):  # interleaved, so drift hits both alike
+        for workers in (1, 2):
+            line = []
+            for name, (mode, slots) in servers.items():
+                model_port = free_port()
+                command = [
+                    sys.executable, "-m", "bench.baselines", "simulated-gpu", str(model_port),
+                    mode, str(slots),
+                ]  # fmt: skip
+                with subprocess_server(command, "serving"):
+                    outcome, mean_batch = gpu_like_run(
+                        model_port, frames, duration, window=2, workers=workers
+                    )
+                served.setdefault((workers, name), []).append(outcome.frames_per_second)
+                line.append(
+                    f"{name} {outcome.frames_per_second:4.0f} frames/s (ingest's mean batch "
+                    f"{mean_batch:.1f}, p50 {outcome.p50 * 1000:.0f} ms, p99 "
+                    f"{outcome.p99 * 1000:.0f} ms, accounted {outcome.accounted})"
+                )
+            print(f"   round {round_ + 1}, {workers} ingest: " + " | ".join(line))
+    for workers in (1, 2):
+        merged, alone = served[(workers, "merged")], served[(workers, "one by one")]
+        ratio = statistics.median(a / b for a, b in zip(merged, alone, strict=True))
+        print(f"   {workers} ingest: merged / one by one, frames/s x{ratio:.2f} (median)")
 
 
 def gpu_like_run(
-    model_port: int, frames: list[tuple[bytes, int, int]], duration: float, *, window: int
+    model_port: int,
+    frames: list[tuple[bytes, int, int]],
+    duration: float,
+    *,
+    window: int,
+    workers: int = 1,
 ) -> tuple[Outcome, float]:
-    """Ingest in front of the model at ``model_port``, 64 streams: the outcome, the mean batch."""
+    """Ingest (``workers`` processes) in front of the model at ``model_port``, 64 streams:
+    the outcome, and the mean batch ingest sent."""
     port, metrics_port = free_port(), free_port()
     ingest_command = framewire_command(
         "ingest", "--inference", f"127.0.0.1:{model_port}", "--host", "127.0.0.1",
         "--port", str(port), "--metrics-host", "127.0.0.1", "--metrics-port", str(metrics_port),
-        "--max-batch-size", "64", "--max-streams", "128",
+        "--max-batch-size", "64", "--max-streams", "128", "--workers", str(workers),
     )  # fmt: skip
     with subprocess_server(ingest_command, "IngestService serving on"):
         deadline = time.monotonic() + 30
@@ -1058,7 +1106,7 @@ def main(argv: list[str]) -> int:
     if "hints" in chosen:
         flow_hints(15.0 if arguments.quick else 40.0)
     if "gpu-like" in chosen:
-        simulated_gpu(frames, duration)
+        simulated_gpu(frames, duration, rounds=rounds)
     needs_onnx = chosen & {"plain", "model-bound", "overload"}
     if needs_onnx and not SSD_ONNX.is_file():
         print(f"\n{', '.join(sorted(needs_onnx))} skipped: {SSD_ONNX} is absent (ASSETS.md)")
