@@ -100,3 +100,55 @@ def test_cuda_graphs_are_captured_and_replayed() -> None:
         assert (graph_out.float() - eager.float()).abs().max().item() < 1e-2
     finally:
         engine.close()
+
+
+def test_calls_merged_on_the_gpu_get_the_results_they_get_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+    from dataclasses import replace
+
+    from framewire.v1 import inference_service_pb2
+    from tests.inference.conftest import RunningServer, jpeg_image, server_config
+
+    torchscript, _ = yolo_models("yolov8n", 640)
+    engine = engine_config(model=torchscript, backend="torch", device="cuda", max_batch=8)
+    config = server_config(replace(engine, concurrent_batches=1), metrics_port=-1)
+    options = inference_service_pb2.DetectOptions(score_threshold=0.8)
+    frames = _frames(6)
+    calls = [frames[:1], frames[1:3], frames[3:6]]
+    requests = [
+        inference_service_pb2.DetectRequest(images=[jpeg_image(f, options=options) for f in call])
+        for call in calls
+    ]
+    with RunningServer(config) as server:  # --merge-calls auto: a GPU merges
+        queue = server.server.servicer.calls
+        assert queue is not None
+        assert queue.merge
+        alone = [server.stub.Detect(request, timeout=60) for request in requests]
+        engine_detect = server.server.engine.detect
+        inside, release = threading.Event(), threading.Event()
+
+        def held(request: inference_service_pb2.DetectRequest) -> object:
+            inside.set()
+            if not release.wait(60):
+                raise TimeoutError("the test never released the first call")
+            return engine_detect(request)
+
+        monkeypatch.setattr(server.server.engine, "detect", held)
+        first = server.stub.Detect.future(requests[0], timeout=60)
+        assert inside.wait(30)
+        later = [server.stub.Detect.future(request, timeout=60) for request in requests[1:]]
+        while queue.calls < 3:
+            threading.Event().wait(0.01)
+        release.set()
+        merged = [first.result(), *(call.result() for call in later)]
+        assert server.server.engine.metrics.merged_calls._value.get() == 2
+
+    def labelled(response: inference_service_pb2.DetectResponse) -> list[list[object]]:
+        return [list(result.detections) for result in response.results]
+
+    for together, by_itself in zip(merged, alone, strict=True):
+        matched, total = count_matches(labelled(together), labelled(by_itself))
+        assert total > 0
+        assert matched >= 0.9 * total  # FP16 in a batch of 5 against batches of 1-3
