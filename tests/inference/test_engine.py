@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -179,6 +180,43 @@ def test_onnx_runtime_runs_every_concurrent_batch_at_once() -> None:
         assert engine.model_info().concurrent_batches == 4
     finally:
         engine.close()
+
+
+def test_input_batches_are_allocated_only_for_batches_prepared_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from framewire.inference import engine as engine_module
+
+    allocated: list[int] = []
+
+    class Recorded(engine_module.InputBatches):
+        def __init__(self, backend: Any, spec: Any, batch: int, count: int) -> None:
+            allocated.append(count)
+            super().__init__(backend, spec, batch, count)
+
+    monkeypatch.setattr(engine_module, "InputBatches", Recorded)
+    configs = (
+        # The default model on OpenCV, whose runs do not overlap: one runs, one is prepared.
+        (engine_config(backend="opencv", max_batch=1, concurrent_batches=4), 2),
+        # ONNX Runtime runs all four at once.
+        (
+            engine_config(
+                model=model_path("yolov8n-untrained.onnx"),
+                max_batch=1,
+                input_size=(64, 64),
+                concurrent_batches=4,
+            ),
+            4,
+        ),
+    )
+    for config, expected in configs:
+        allocated.clear()
+        engine = Engine.load(config)
+        try:
+            assert allocated == [expected]
+            assert engine.batches_at_once == expected
+        finally:
+            engine.close()
 
 
 def test_null_engine_checks_options_and_headers_and_counts_them(tmp_path: Path) -> None:

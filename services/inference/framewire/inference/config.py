@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from framewire.common.contract import MAX_FRAME_PIXELS
+from framewire.common.contract import MAX_FRAME_PIXELS, PIPELINE_DEPTH
 from framewire.common.serving import ListenConfig, SecurityConfig
 from framewire.common.settings import option
 from framewire.common.transport import TransportConfig
@@ -194,6 +194,14 @@ class EngineConfig:
             raise ValueError("input_size must be positive")
         if self.model_config is not None and self.model is None:
             raise ValueError("model_config is the text graph of --model; give --model too")
+
+    def batches_at_once(self, concurrent_runs: bool) -> int:
+        """Batches worth preparing and sending at once (each with its own input buffer):
+        ``concurrent_batches`` where the backend's runs overlap; where they cannot, one
+        running and one being prepared (more would only queue, holding a buffer)."""
+        if concurrent_runs:
+            return self.concurrent_batches
+        return min(self.concurrent_batches, PIPELINE_DEPTH)
 
     def decode_thread_count(self) -> int:
         """``decode_threads``, or the default for this machine when it is 0."""

@@ -41,7 +41,6 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry
 
-from framewire.common.contract import PIPELINE_DEPTH
 from framewire.common.errors import (
     FramewireError,
     invalid_argument,
@@ -138,11 +137,8 @@ class Engine(abc.ABC):
 
     @property
     def batches_at_once(self) -> int:
-        """Batches worth sending at once: ``concurrent_batches`` where runs overlap; where
-        they cannot, one running and one being prepared (more would only queue)."""
-        if self.backend.concurrent_runs:
-            return self.config.concurrent_batches
-        return min(self.config.concurrent_batches, PIPELINE_DEPTH)
+        """Batches worth sending at once (:meth:`EngineConfig.batches_at_once`)."""
+        return self.config.batches_at_once(self.backend.concurrent_runs)
 
     def merges_calls(self, mode: str) -> bool:
         """Whether Detect calls that wait for a batch slot run together (``--merge-calls``):
@@ -326,7 +322,7 @@ class ModelEngine(Engine):
             config.concurrent_batches if model.backend.concurrent_runs else 1
         )
         self._batches = InputBatches(
-            model.backend, model.spec, config.max_batch, config.concurrent_batches
+            model.backend, model.spec, config.max_batch, self.batches_at_once
         )
         self._pool = ThreadPoolExecutor(
             max_workers=config.decode_thread_count(), thread_name_prefix="framewire-decode"

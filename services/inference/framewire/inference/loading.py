@@ -70,8 +70,9 @@ def load_model(
     try:
         head, spec, labels = _prepare(config, files, backend, custom_labels)
         if isinstance(backend, DeviceBackend):
-            # Device inputs for every concurrent batch (and CUDA graphs) before SERVING.
-            backend.prepare(spec, config.max_batch, config.concurrent_batches)
+            # Device inputs for every batch prepared at once (and CUDA graphs) before SERVING.
+            copies = config.batches_at_once(backend.concurrent_runs)
+            backend.prepare(spec, config.max_batch, copies)
     except BaseException:
         backend.close()
         raise

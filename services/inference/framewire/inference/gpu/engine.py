@@ -81,7 +81,7 @@ class GpuEngine(Engine):
         self._free: queue.Queue[int] = queue.Queue()
         self._host_rows: list[torch.Tensor | None] = []
         rows = config.max_batch * config.max_detections
-        for index in range(config.concurrent_batches):
+        for index in range(self.batches_at_once):
             self._free.put(index)
             self._host_rows.append(
                 torch.empty((rows, 7), dtype=torch.float32, pin_memory=True)
