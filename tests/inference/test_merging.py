@@ -316,9 +316,13 @@ def test_the_server_merges_waiting_calls_when_asked(monkeypatch: pytest.MonkeyPa
                  for n in (1, 2, 3)]  # fmt: skip
         calls = server.server.servicer.calls
         assert calls is not None
-        while calls.calls < 4:  # all three are waiting for the slot
-            threading.Event().wait(0.01)
-        release.set()
+        try:
+            while calls.calls < 4:  # all three are waiting for the slot
+                threading.Event().wait(0.01)
+            waiting = engine.registry.get_sample_value("framewire_inference_calls_waiting")
+        finally:
+            release.set()
+        assert waiting == 3
         answers = [call.result() for call in later]
         assert len(first.result().results) == 1
     assert seen == [1, 6]

@@ -163,6 +163,11 @@ class CallQueue:
         return at_once + 1 if self.merge else at_once
 
     @property
+    def waiting(self) -> int:
+        """Calls waiting for a slot."""
+        return len(self._waiting)
+
+    @property
     def calls(self) -> int:
         """Calls running or waiting."""
         return len(self._waiting) + sum(len(calls) for calls in self._running.values())

@@ -9,7 +9,7 @@ names are fixed lists.
 from __future__ import annotations
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from framewire.common.contract import MODEL_STAGES
 from framewire.common.metrics import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS
@@ -63,6 +63,11 @@ class InferenceMetrics:
         self.merged_calls = Counter(
             "framewire_inference_merged_calls",
             "Detect calls answered by a model batch shared with other calls (--merge-calls).",
+            registry=registry,
+        )
+        self.calls_waiting = Gauge(
+            "framewire_inference_calls_waiting",
+            "Detect calls waiting for a batch slot (beyond --concurrent-batches).",
             registry=registry,
         )
         self.model = Info(

@@ -53,6 +53,8 @@ class InferenceServicer(inference_service_pb2_grpc.InferenceServiceServicer):
             merge=merge,
             on_merged=engine.metrics.merged_calls.inc,
         )
+        calls = self.calls
+        engine.metrics.calls_waiting.set_function(lambda: calls.waiting)
         self.engine = engine
         _LOGGER.info(
             "Detect calls that wait for a batch slot %s",
