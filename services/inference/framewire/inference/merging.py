@@ -211,10 +211,13 @@ class CallQueue:
         started = self._clock()
         if len(calls) > 1:
             self._on_merged(len(calls))
-        request = merge_requests([call.request for call in calls])
+        requests = [call.request for call in calls]
         loop = asyncio.get_running_loop()
         try:
-            response = await loop.run_in_executor(self._executor, self._run_batch, request)
+            # Merged on the executor thread: copying megabytes of JPEGs would stall the loop.
+            response = await loop.run_in_executor(
+                self._executor, lambda: self._run_batch(merge_requests(requests))
+            )
             answers = split_response(
                 response,
                 [call.size for call in calls],
