@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 
 from framewire.common.serving import ListenConfig
 from framewire.inference.config import EngineConfig, InferenceServerConfig
+from framewire.inference.engine import Engine
 from framewire.inference.server import InferenceServer, start_inference_server
 from framewire.v1 import common_pb2, inference_service_pb2, inference_service_pb2_grpc
 from tests.conftest import shared_file, vtest_path
@@ -45,6 +47,39 @@ class RunningServer(ServerThread[InferenceServer]):
     def stop(self, grace: float = 1.0) -> None:
         self.channel.close()
         super().stop(grace)
+
+
+class HeldModel:
+    """Holds every Detect batch inside ``engine`` until the block ends (or :meth:`release`),
+    so that "busy" does not depend on how long a batch takes; records each batch's size."""
+
+    def __init__(self, engine: Engine, monkeypatch: Any) -> None:
+        self.sizes: list[int] = []
+        self._inside, self._released = threading.Event(), threading.Event()
+        detect = engine.detect
+
+        def held(
+            request: inference_service_pb2.DetectRequest,
+        ) -> inference_service_pb2.DetectResponse:
+            self.sizes.append(len(request.images))
+            self._inside.set()
+            if not self._released.wait(60):
+                raise TimeoutError("the test never released the model")
+            return detect(request)
+
+        monkeypatch.setattr(engine, "detect", held)
+
+    def __enter__(self) -> HeldModel:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def wait_inside(self) -> None:
+        assert self._inside.wait(30), "no call reached the model"
+
+    def release(self) -> None:
+        self._released.set()
 
 
 def running_server(engine: EngineConfig, **listen: Any) -> Iterator[RunningServer]:

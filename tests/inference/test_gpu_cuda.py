@@ -109,7 +109,7 @@ def test_calls_merged_on_the_gpu_get_the_results_they_get_alone(
     from dataclasses import replace
 
     from framewire.v1 import inference_service_pb2
-    from tests.inference.conftest import RunningServer, jpeg_image, server_config
+    from tests.inference.conftest import HeldModel, RunningServer, jpeg_image, server_config
 
     torchscript, _ = yolo_models("yolov8n", 640)
     engine = engine_config(model=torchscript, backend="torch", device="cuda", max_batch=8)
@@ -126,22 +126,12 @@ def test_calls_merged_on_the_gpu_get_the_results_they_get_alone(
         assert queue is not None
         assert queue.merge
         alone = [server.stub.Detect(request, timeout=60) for request in requests]
-        engine_detect = server.server.engine.detect
-        inside, release = threading.Event(), threading.Event()
-
-        def held(request: inference_service_pb2.DetectRequest) -> object:
-            inside.set()
-            if not release.wait(60):
-                raise TimeoutError("the test never released the first call")
-            return engine_detect(request)
-
-        monkeypatch.setattr(server.server.engine, "detect", held)
-        first = server.stub.Detect.future(requests[0], timeout=60)
-        assert inside.wait(30)
-        later = [server.stub.Detect.future(request, timeout=60) for request in requests[1:]]
-        while queue.calls < 3:
-            threading.Event().wait(0.01)
-        release.set()
+        with HeldModel(server.server.engine, monkeypatch) as model:
+            first = server.stub.Detect.future(requests[0], timeout=60)
+            model.wait_inside()
+            later = [server.stub.Detect.future(request, timeout=60) for request in requests[1:]]
+            while queue.calls < 3:
+                threading.Event().wait(0.01)
         merged = [first.result(), *(call.result() for call in later)]
         assert server.server.engine.metrics.merged_calls._value.get() == 2
 

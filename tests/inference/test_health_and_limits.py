@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
 
 import grpc
 import pytest
@@ -15,6 +13,7 @@ from framewire.common.serving import LoopThread
 from framewire.inference.server import SERVICE_NAME, InferenceServer
 from framewire.v1 import inference_service_pb2, inference_service_pb2_grpc
 from tests.inference.conftest import (
+    HeldModel,
     RunningServer,
     engine_config,
     jpeg_image,
@@ -92,25 +91,13 @@ def test_a_model_that_cannot_load_keeps_health_not_serving(loop: LoopThread, tmp
 def test_a_busy_server_refuses_calls_beyond_its_queue(monkeypatch: pytest.MonkeyPatch) -> None:
     config = server_config(engine_config(backend="null", concurrent_batches=1), metrics_port=-1)
     with RunningServer(replace(config, max_queued_calls=0)) as server:
-        # Hold the first call inside the model until the second has been answered, so
-        # "busy" does not depend on how long a batch takes on this machine.
-        engine = server.server.engine
-        detect = engine.detect
-        inside, release = threading.Event(), threading.Event()
-
-        def held(request: inference_service_pb2.DetectRequest) -> Any:
-            inside.set()
-            if not release.wait(60):
-                raise TimeoutError("the test never released the first call")
-            return detect(request)
-
-        monkeypatch.setattr(engine, "detect", held)
+        # Hold the first call inside the model until the second has been answered.
         request = inference_service_pb2.DetectRequest(images=[jpeg_image(synthetic_jpeg(64, 48))])
-        first = server.stub.Detect.future(request, timeout=60)
-        assert inside.wait(30), "the first call never reached the model"
-        with pytest.raises(grpc.RpcError) as second:
-            server.stub.Detect(request, timeout=30)
-        release.set()
+        with HeldModel(server.server.engine, monkeypatch) as model:
+            first = server.stub.Detect.future(request, timeout=60)
+            model.wait_inside()
+            with pytest.raises(grpc.RpcError) as second:
+                server.stub.Detect(request, timeout=30)
         assert second.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "busy" in str(second.value.details())
         assert len(first.result().results) == 1

@@ -25,6 +25,7 @@ from framewire.inference.merging import (
 )
 from framewire.v1 import inference_service_pb2
 from tests.inference.conftest import (
+    HeldModel,
     RunningServer,
     engine_config,
     jpeg_image,
@@ -294,38 +295,24 @@ def test_the_server_merges_waiting_calls_when_asked(monkeypatch: pytest.MonkeyPa
     )
     with RunningServer(replace(config, merge_calls="always")) as server:
         engine = server.server.engine
-        detect = engine.detect
-        seen: list[int] = []
-        inside, release = threading.Event(), threading.Event()
-
-        def held(batch: DetectRequest) -> Any:
-            seen.append(len(batch.images))
-            inside.set()
-            if not release.wait(60):
-                raise TimeoutError("the test never released the first call")
-            return detect(batch)
-
         # One batch at a time, and one more worth sending: it waits here, and merges.
         info = server.stub.GetModelInfo(inference_service_pb2.GetModelInfoRequest())
         assert info.concurrent_batches == 2
-        monkeypatch.setattr(engine, "detect", held)
         image = jpeg_image(jpeg(64, 48))
-        first = server.stub.Detect.future(DetectRequest(images=[image]), timeout=60)
-        assert inside.wait(30), "the first call never reached the model"
-        later = [server.stub.Detect.future(DetectRequest(images=[image] * n), timeout=60)
-                 for n in (1, 2, 3)]  # fmt: skip
         calls = server.server.servicer.calls
         assert calls is not None
-        try:
+        with HeldModel(engine, monkeypatch) as model:
+            first = server.stub.Detect.future(DetectRequest(images=[image]), timeout=60)
+            model.wait_inside()
+            later = [server.stub.Detect.future(DetectRequest(images=[image] * n), timeout=60)
+                     for n in (1, 2, 3)]  # fmt: skip
             while calls.calls < 4:  # all three are waiting for the slot
                 threading.Event().wait(0.01)
             waiting = engine.registry.get_sample_value("framewire_inference_calls_waiting")
-        finally:
-            release.set()
         assert waiting == 3
         answers = [call.result() for call in later]
         assert len(first.result().results) == 1
-    assert seen == [1, 6]
+    assert model.sizes == [1, 6]
     assert [len(answer.results) for answer in answers] == [1, 2, 3]
     assert engine.metrics.merged_calls._value.get() == 3
     assert all(answer.results[0].timings.HasField("queue") for answer in answers)
