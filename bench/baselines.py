@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry
 
 from framewire.common.protoutil import duration
 from framewire.common.serving import ListenConfig
+from framewire.common.serving import run as run_server
 from framewire.inference.backends import Backend
 from framewire.inference.config import EngineConfig, InferenceServerConfig
 from framewire.inference.engine import Engine
@@ -172,7 +173,8 @@ def serve_simulated_gpu(port: int, merge_calls: str, concurrent_batches: int) ->
     def ready(server: Any) -> None:
         print("serving", flush=True)
 
-    asyncio.run(serve(config, on_ready=ready, load=SimulatedGpuEngine))
+    # As `framewire inference` runs (serving.run: uvloop, switch interval, malloc).
+    run_server(lambda: serve(config, on_ready=ready, load=SimulatedGpuEngine))
 
 
 async def plain_camera(

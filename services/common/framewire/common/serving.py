@@ -29,6 +29,7 @@ from grpc_reflection.v1alpha import reflection
 
 from framewire.common.auth import AuthInterceptor, TokenAuthenticator
 from framewire.common.logs import LOG_FORMATS
+from framewire.common.memory import keep_large_buffers
 from framewire.common.settings import option, parse_duration
 from framewire.common.tls import CertificateFiles, server_credentials
 from framewire.common.transport import TransportConfig, server_options
@@ -368,9 +369,11 @@ def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Runs ``main()`` on uvloop when it is installed, else on the default asyncio loop.
 
     A server process: worker threads give the GIL back to the event loop within
-    :data:`EVENT_LOOP_SWITCH_INTERVAL`.
+    :data:`EVENT_LOOP_SWITCH_INTERVAL`, and batch-sized buffers are reused rather
+    than faulted in afresh (:func:`~framewire.common.memory.keep_large_buffers`).
     """
     sys.setswitchinterval(EVENT_LOOP_SWITCH_INTERVAL)
+    _LOGGER.debug("large buffers: %s", keep_large_buffers().value)
     try:
         import uvloop  # noqa: PLC0415 - optional speed-up
     except ImportError:
