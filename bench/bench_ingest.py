@@ -682,23 +682,14 @@ def worker_scaling(frames: list[tuple[bytes, int, int]], duration: float, rounds
     load = {"streams": 16, "rate": None, "window": 4}
     model_port, one_port, two_port = free_port(), free_port(), free_port()
 
-    def ingest(port: int, workers: int) -> AbstractContextManager[Process]:
-        command = framewire_command(
-            "ingest", "--inference", f"127.0.0.1:{model_port}", "--host", "127.0.0.1",
-            "--port", str(port), "--metrics-port", "-1", "--workers", str(workers),
-        )  # fmt: skip
-        return subprocess_server(command, "IngestService serving on")
-
     rates: dict[int, list[float]] = {1: [], 2: []}
     with (
         null_inference(model_port),
-        ingest(one_port, 1),
-        ingest(two_port, 2),
+        ingest_server(model_port, one_port, workers=1),
+        ingest_server(model_port, two_port, workers=2),
     ):
         for port in (one_port, two_port):
-            deadline = time.monotonic() + 30
-            while health_status(port) != "SERVING" and time.monotonic() < deadline:
-                time.sleep(0.1)  # polls the server's health, which follows the model's
+            wait_until_serving(port)
             measure(port, frames, 1.0, **load)
         for round_ in range(rounds):
             one = measure(one_port, frames, duration, **load)
@@ -726,6 +717,23 @@ def null_inference(port: int) -> AbstractContextManager[Process]:
     return subprocess_server(command, "InferenceService serving on")
 
 
+def ingest_server(model_port: int, port: int, *, workers: int) -> AbstractContextManager[Process]:
+    """`framewire ingest --workers N` in front of the model at ``model_port``."""
+    command = framewire_command(
+        "ingest", "--inference", f"127.0.0.1:{model_port}", "--host", "127.0.0.1",
+        "--port", str(port), "--metrics-port", "-1", "--max-streams", "128",
+        "--workers", str(workers),
+    )  # fmt: skip
+    return subprocess_server(command, "IngestService serving on")
+
+
+def wait_until_serving(port: int, timeout: float = 30.0) -> None:
+    """Polls an ingest server's own health, which follows its inference target's."""
+    deadline = time.monotonic() + timeout
+    while health_status(port) != "SERVING" and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 # Agents keep one frame in flight on a LAN (edge-agent's adaptive window), so no frame
 # sent is replaced by its stream's next one: every frame costs ingest a whole answer.
 PER_CORE_LOAD: dict[str, Any] = {"streams": 64, "rate": None, "window": 1}
@@ -742,20 +750,14 @@ def per_core(frames: list[tuple[bytes, int, int]], duration: float, rounds: int)
         f"({load['streams']} streams, window {load['window']} as agents keep on a LAN):"
     )
     model_port, ingest_port, echo_port = free_port(), free_port(), free_port()
-    ingest_command = framewire_command(
-        "ingest", "--inference", f"127.0.0.1:{model_port}", "--host", "127.0.0.1",
-        "--port", str(ingest_port), "--metrics-port", "-1", "--max-streams", "128",
-    )  # fmt: skip
     costs: dict[str, list[float]] = {"ingest": [], "echo": []}
     with (
         null_inference(model_port),
-        subprocess_server(ingest_command, "IngestService serving on") as ingest,
+        ingest_server(model_port, ingest_port, workers=1) as ingest,
         echo(echo_port) as bare,
     ):
         servers = {"ingest": (ingest_port, ingest), "echo": (echo_port, bare)}
-        deadline = time.monotonic() + 30
-        while health_status(ingest_port) != "SERVING" and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until_serving(ingest_port)
         for port, _ in servers.values():
             measure(port, frames, 1.0, **load)
         for round_ in range(rounds):  # interleaved, so drift hits both alike
@@ -1131,9 +1133,7 @@ def gpu_like_run(
         "--max-batch-size", "64", "--max-streams", "128", "--workers", str(workers),
     )  # fmt: skip
     with subprocess_server(ingest_command, "IngestService serving on"):
-        deadline = time.monotonic() + 30
-        while health_status(port) != "SERVING" and time.monotonic() < deadline:
-            time.sleep(0.1)  # polls the server's own health; it follows the replica's
+        wait_until_serving(port)
         measure(port, frames[:4], 2.0, streams=64, rate=None, window=window)
         before = scrape(metrics_port)
         outcome = measure(port, frames[:4], duration, streams=64, rate=None, window=window)
