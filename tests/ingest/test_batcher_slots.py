@@ -1,4 +1,5 @@
-"""How many batches the batcher keeps in flight at a target: real batcher, in-process targets."""
+"""The real batcher against in-process targets: how many batches it keeps in flight at a
+target, and the timings its results carry."""
 
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ async def most_batches_at_once(target: CpuLikeTarget, streams: int = 8) -> int:
     ]
     answered = asyncio.Event()
     for session in sessions:
-        session.wakeup = answered.set  # called whenever the session has an answer to write
+        session.wake_writer = answered.set  # called whenever the session has an answer to write
         batcher.stream_opened(session)
     running = asyncio.create_task(batcher.run())
     try:
@@ -154,7 +155,7 @@ async def streams_on_their_own(
     async def one(key: int) -> None:
         session = StreamSession(key, StreamSettings(f"s{key}", 0.5, (), 1, "test"))
         answered = asyncio.Event()
-        session.wakeup = answered.set
+        session.wake_writer = answered.set
         batcher.stream_opened(session)
         for seq in range(1, frames + 1):
             if session.accept(frame(seq), time.monotonic()):
@@ -205,3 +206,54 @@ def test_held_batches_leave_earlier_where_they_take_long_to_reach_the_model() ->
     quick = GpuLikeTarget()
     quick_lead = asyncio.run(streams_on_their_own(quick, 16, 30, max_batch=8))._leads[quick]
     assert slow_lead.share > PIPELINE_LEAD > quick_lead.share
+
+
+class InferenceOnlyTarget(CpuLikeTarget):
+    """Reports only the model's run time, as an engine that decodes nothing would."""
+
+    async def run(self, images: int) -> common_pb2.StageTimings:
+        await asyncio.sleep(0.002)
+        return common_pb2.StageTimings(inference=duration(0.002))
+
+
+def test_a_result_leaves_unset_the_stages_the_model_did_not_run() -> None:
+    # StageTimings: a stage that did not run is unset, not zero. Ingest adds its queue and
+    # total, and its stage histograms count only the stages that ran.
+    registry = CollectorRegistry()
+
+    async def run() -> list[ingest_service_pb2.StreamFramesResponse]:
+        target = InferenceOnlyTarget(capacity=1, concurrent_batches=1)
+        batcher = Batcher(IngestConfig(), [target], IngestMetrics(registry))
+        await target.start(batcher.wake)
+        session = StreamSession(1, StreamSettings("s1", 0.5, (), 1, "test"))
+        answered = asyncio.Event()
+        session.wake_writer = answered.set
+        batcher.stream_opened(session)
+        running = asyncio.create_task(batcher.run())
+        try:
+            for seq in (1, 2):
+                assert session.accept(frame(seq), time.monotonic())
+                batcher.offer(session)
+                while session.waiting:
+                    answered.clear()
+                    await asyncio.wait_for(answered.wait(), 5.0)
+        finally:
+            running.cancel()
+        return list(session.outbox)
+
+    responses = asyncio.run(run())
+    assert [response.result.seq for response in responses] == [1, 2]
+    for response in responses:
+        timings = response.result.timings
+        assert not response.result.HasField("error")
+        for stage in ("queue", "inference", "total"):
+            assert timings.HasField(stage), stage
+        for stage in ("decode", "preprocess", "postprocess"):
+            assert not timings.HasField(stage), stage
+        assert timings.total.ToNanoseconds() >= timings.inference.ToNanoseconds() > 0
+
+    def observed(stage: str) -> float | None:
+        return registry.get_sample_value("framewire_stage_latency_seconds_count", {"stage": stage})
+
+    assert observed("inference") == observed("total") == 2
+    assert observed("decode") == observed("postprocess") == 0

@@ -382,18 +382,14 @@ class Batcher:
         batch_size: int,
     ) -> ingest_service_pb2.FrameResult:
         frame = pending.frame
+        # The model's timings as it reported them: a stage it did not run stays unset
+        # (StageTimings), rather than becoming a zero here. Queue and total are set after.
         result = ingest_service_pb2.FrameResult(
             seq=pending.seq,
             detections=image.detections,
             batch_size=batch_size,
             model_id=model_id,
-            timings=common_pb2.StageTimings(
-                queue=image.timings.queue,
-                decode=image.timings.decode,
-                preprocess=image.timings.preprocess,
-                inference=image.timings.inference,
-                postprocess=image.timings.postprocess,
-            ),
+            timings=image.timings,
         )
         if frame.HasField("capture_time"):
             result.capture_time.CopyFrom(frame.capture_time)

@@ -57,12 +57,8 @@ class _Stream:
         self.readable = asyncio.Event()  # room in the window to read another request
         self.reader: asyncio.Task[None] | None = None
         self.hints = hints.HintReviewer()
-
-        def wakeup() -> None:
-            self.writable.set()
-            self.readable.set()
-
-        session.wakeup = wakeup
+        session.wake_writer = self.writable.set
+        session.wake_reader = self.readable.set
 
 
 class Hub(ingest_service_pb2_grpc.IngestServiceServicer):

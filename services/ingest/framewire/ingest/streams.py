@@ -117,8 +117,11 @@ class StreamSession:
         self.stopped_by_server = False
         self.failure: FramewireError | None = None
         self._on_outcome = on_outcome
-        # Called whenever there is something new to write or room to read.
-        self.wakeup: Callable[[], None] = lambda: None
+        # Called when there is something new to write (or the stream ends), and when
+        # an answer was written, so the window may have room to read another request.
+        # Apart, so that a result leaving the model wakes only the writer.
+        self.wake_writer: Callable[[], None] = lambda: None
+        self.wake_reader: Callable[[], None] = lambda: None
 
     # -- what the reader does -------------------------------------------------
 
@@ -159,14 +162,14 @@ class StreamSession:
     def close_input(self) -> None:
         """The client half-closed, or the server stopped reading: finish what was received."""
         self.input_closed = True
-        self.wakeup()
+        self._wake_both()
 
     def fail(self, error: FramewireError) -> None:
         """Ends the stream with ``error``; the servicer aborts the call with it."""
         if self.failure is None:
             self.failure = error
         self.input_closed = True
-        self.wakeup()
+        self._wake_both()
 
     def abandon(self) -> None:
         """The call is over: a frame still waiting for a batch will never be processed."""
@@ -215,7 +218,7 @@ class StreamSession:
     def hint(self, hint: ingest_service_pb2.FlowHint) -> None:
         """Queues a flow hint; a newer hint replaces one not yet sent."""
         self._hint = hint
-        self.wakeup()
+        self.wake_writer()
 
     def next_response(self) -> ingest_service_pb2.StreamFramesResponse | None:
         """The next message to write, if any."""
@@ -233,7 +236,7 @@ class StreamSession:
             self.delivered += 1 + len(response.result.skipped)
         elif kind == "skip_notice":
             self.delivered += len(response.skip_notice.skipped)
-        self.wakeup()
+        self.wake_reader()
 
     @property
     def finished(self) -> bool:
@@ -254,6 +257,10 @@ class StreamSession:
         return len(self._order)
 
     # -- internals ------------------------------------------------------------
+
+    def _wake_both(self) -> None:
+        self.wake_writer()
+        self.wake_reader()
 
     def _skip(self, seq: int, outcome: Outcome) -> None:
         del self._order[seq]
@@ -282,7 +289,7 @@ class StreamSession:
             self.outbox.append(ingest_service_pb2.StreamFramesResponse(skip_notice=notice))
             added = True
         if added:
-            self.wakeup()
+            self.wake_writer()
 
 
 def failed_result(
