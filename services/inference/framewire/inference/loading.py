@@ -117,7 +117,7 @@ def _prepare(
     )
     warm[...] = LETTERBOX_GREY * family.pixel_scale
     try:
-        outputs = backend.run(warm)
+        outputs = backend.warm_up(warm)
     except Exception as error:
         # A plain grey batch is also what an empty scene looks like: a model
         # that cannot run it cannot serve.
