@@ -1,5 +1,5 @@
-"""ONNX Runtime on a CPU: a run alone gets every core, runs that overlap one session each
-with fewer threads (backends.threads_per_overlapping_run)."""
+"""ONNX Runtime on a CPU: a run alone gets every core, runs that overlap another one thread
+each, in a second session (backends.single_threaded_overlaps)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from framewire.inference import backends
 from framewire.inference.backends import (
     OnnxRuntimeBackend,
     runs_alone,
-    threads_per_overlapping_run,
-    usable_cores,
+    single_threaded_overlaps,
 )
 from tests.inference.conftest import model_path
 
@@ -21,27 +21,26 @@ from tests.inference.conftest import model_path
 @pytest.mark.parametrize(
     ("intra_op_threads", "concurrent_runs", "cores", "expected"),
     [
-        (0, 4, 2, 1),  # serve's 4 runs on this project's 2 cores
-        (0, 2, 2, 1),  # framewire inference's default of 2
-        (0, 4, 16, 4),  # a share of the cores each
-        (0, 3, 16, 5),
-        (0, 1, 16, None),  # runs never overlap: one session
-        (0, 2, 1, None),  # one core: a thread per run is what a run alone has
-        (4, 4, 16, None),  # the operator's thread count holds for every run
+        (0, 4, 2, True),  # serve's 4 runs on this project's 2 cores
+        (0, 2, 2, True),  # framewire inference's default of 2
+        (0, 4, 4, True),
+        (0, 4, 16, False),  # more cores than runs: they would share a pool again
+        (0, 1, 2, False),  # runs never overlap
+        (0, 2, 1, False),  # one core: one thread is what a run alone has
+        (2, 4, 2, False),  # the operator's thread count holds for every run
     ],
 )
-def test_threads_for_a_run_that_overlaps_another(
-    intra_op_threads: int, concurrent_runs: int, cores: int, expected: int | None
+def test_which_overlapping_runs_go_to_a_single_threaded_session(
+    intra_op_threads: int, concurrent_runs: int, cores: int, expected: bool
 ) -> None:
-    assert threads_per_overlapping_run(intra_op_threads, concurrent_runs, cores) == expected
+    assert single_threaded_overlaps(intra_op_threads, concurrent_runs, cores) is expected
 
 
-def test_a_run_is_alone_only_after_an_idle_spell_as_long_as_the_last_run() -> None:
-    assert runs_alone(running=0, idle=0.5, last_run=0.03)  # one camera, now and then
-    assert not runs_alone(running=1, idle=0.5, last_run=0.03)  # another is running
-    # None running, but the last ended just now: under load, another follows soon.
-    assert not runs_alone(running=0, idle=0.002, last_run=0.03)
-    assert runs_alone(running=0, idle=0.0, last_run=0.0)  # the first run
+def test_a_run_is_alone_when_none_runs_and_the_last_did_not_overlap_another() -> None:
+    assert runs_alone(running=0, last_overlapped=False)  # now and then, or one caller
+    assert not runs_alone(running=1, last_overlapped=False)  # another is running
+    # None running, but the last run overlapped another: under load, another follows soon.
+    assert not runs_alone(running=0, last_overlapped=True)
 
 
 class Counted:
@@ -58,14 +57,14 @@ class Counted:
         return self._session.run(names, feeds)
 
 
-def test_overlapping_runs_use_the_second_session_and_get_the_same_outputs() -> None:
+def test_overlapping_runs_use_the_second_session_and_get_the_same_outputs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     model = model_path("yolov8n-untrained.onnx")
-    expected_threads = threads_per_overlapping_run(0, 4, usable_cores())
+    monkeypatch.setattr(backends, "usable_cores", lambda: 2)  # as on this project's machines
     backend = OnnxRuntimeBackend(model, intra_op_threads=0, device="cpu", concurrent_runs=4)
-    if expected_threads is None:
-        pytest.skip("one core: every run uses the one session")
-    assert backend.overlapping_threads == expected_threads
-    assert f"{expected_threads} thread" in backend.describe()
+    assert backend.splits_overlapping_runs
+    assert "one thread each" in backend.describe()
     batch = np.random.default_rng(0).random((1, 3, 640, 640), dtype=np.float32)
     reference = backend.warm_up(batch)[0]
     alone, overlapping = Counted(backend.session), Counted(backend._overlapping_session)
@@ -88,14 +87,16 @@ def test_overlapping_runs_use_the_second_session_and_get_the_same_outputs() -> N
     assert overlapping.runs >= 8, "runs that started while others ran used the first session"
     for output in outputs:
         np.testing.assert_allclose(output, reference, rtol=1e-4, atol=1e-4)
-    # Idle for longer than a run takes: the next run has every core again.
-    backend._idle_since -= 10.0
-    backend.run(batch)
-    assert alone.runs == 12 - overlapping.runs + 1
+    # The load has gone: the first run alone still expects company, the next ones not.
+    runs_before = alone.runs
+    for _ in range(3):
+        backend.run(batch)
+    assert alone.runs == runs_before + 2
+    assert overlapping.runs == 13 - runs_before
 
 
-def test_one_session_where_runs_never_overlap() -> None:
+def test_one_session_where_runs_never_overlap(monkeypatch: pytest.MonkeyPatch) -> None:
     model = model_path("yolov8n-untrained.onnx")
+    monkeypatch.setattr(backends, "usable_cores", lambda: 2)
     backend = OnnxRuntimeBackend(model, intra_op_threads=0, device="cpu", concurrent_runs=1)
-    assert backend.overlapping_threads is None
-    assert backend._overlapping_session is None
+    assert not backend.splits_overlapping_runs

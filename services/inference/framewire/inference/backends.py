@@ -21,7 +21,7 @@ On a CPU, ONNX Runtime by default gives a run a thread per core, which is
 what a run alone needs; runs that overlap then share one session's thread
 pool and wait for each other at every parallel operator. So a run that
 starts while another is running goes to a second session of the same model
-with fewer threads (:func:`threads_per_overlapping_run`).
+with one thread (:func:`single_threaded_overlaps`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import abc
 import logging
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -135,17 +134,16 @@ class OnnxRuntimeBackend(Backend):
 
         self.session = open_session(intra_op_threads)
         # A run that starts while another runs goes here (see the module docstring).
-        overlapping = (
-            threads_per_overlapping_run(intra_op_threads, concurrent_runs, usable_cores())
+        self._overlapping_session = (
+            open_session(1)
             if providers == [_CPU]
+            and single_threaded_overlaps(intra_op_threads, concurrent_runs, usable_cores())
             else None
         )
-        self._overlapping_session = open_session(overlapping) if overlapping else None
-        self.overlapping_threads = overlapping
         self._lock = threading.Lock()
         self._running = 0
-        self._idle_since = 0.0  # when the last run ended (time.monotonic)
-        self._last_run = 0.0  # how long it took, in seconds
+        self._overlaps = 0  # runs started while another ran, so far
+        self._last_overlapped = False  # whether the run that ended last overlapped another
         metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         super().__init__(
             ModelSignature(
@@ -161,18 +159,21 @@ class OnnxRuntimeBackend(Backend):
         if self._overlapping_session is None:
             outputs = self.session.run(None, {self._input_name: batch})
             return [np.asarray(output) for output in outputs]
-        started = time.monotonic()
         with self._lock:
-            alone = runs_alone(self._running, started - self._idle_since, self._last_run)
+            alone = runs_alone(self._running, self._last_overlapped)
+            joined = self._running > 0
+            if joined:
+                self._overlaps += 1
+            overlaps_before = self._overlaps
             self._running += 1
         session = self.session if alone else self._overlapping_session
         try:
             outputs = session.run(None, {self._input_name: batch})
         finally:
-            ended = time.monotonic()
             with self._lock:
                 self._running -= 1
-                self._idle_since, self._last_run = ended, ended - started
+                # It overlapped another if one ran when it started or one started meanwhile.
+                self._last_overlapped = joined or self._overlaps != overlaps_before
         return [np.asarray(output) for output in outputs]
 
     def warm_up(self, batch: npt.NDArray[Any]) -> list[npt.NDArray[np.float32]]:
@@ -184,13 +185,16 @@ class OnnxRuntimeBackend(Backend):
     def batching_pays(self) -> bool:
         return _CUDA in self.providers
 
+    @property
+    def splits_overlapping_runs(self) -> bool:
+        """Whether runs that overlap another go to a second, single-threaded session."""
+        return self._overlapping_session is not None
+
     def describe(self) -> str:
-        if self.overlapping_threads is None:
-            return f"onnxruntime {'+'.join(self.providers)}"
-        return (
-            f"onnxruntime {'+'.join(self.providers)} (a run overlapping another: "
-            f"{self.overlapping_threads} thread{'s' if self.overlapping_threads > 1 else ''})"
-        )
+        described = f"onnxruntime {'+'.join(self.providers)}"
+        if self.splits_overlapping_runs:
+            described += " (runs that overlap another: one thread each, in a second session)"
+        return described
 
 
 def usable_cores() -> int:
@@ -200,34 +204,32 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def runs_alone(running: int, idle: float, last_run: float) -> bool:
+def runs_alone(running: int, last_overlapped: bool) -> bool:
     """Whether a run about to start is expected to have the cores to itself: none is
-    running, and none has for at least as long as the last one took. Under a steady load
-    runs start as others end, with another soon to follow, so even one that finds none
-    running goes to the overlapping session."""
-    return running == 0 and idle >= last_run
+    running, and the run that ended last did not overlap another. Under a steady load runs
+    start as others end, with another soon to follow, so even one that finds none running
+    then goes to the single-threaded session; runs one after another from one caller, or
+    now and then, keep every core."""
+    return running == 0 and not last_overlapped
 
 
-def threads_per_overlapping_run(
-    intra_op_threads: int, concurrent_runs: int, cores: int
-) -> int | None:
-    """Threads for an ONNX Runtime run on a CPU that starts while another runs, or None when
-    every run uses the one session.
+def single_threaded_overlaps(intra_op_threads: int, concurrent_runs: int, cores: int) -> bool:
+    """Whether an ONNX Runtime run on a CPU that starts while another runs goes to a second
+    session of the model with one thread.
 
-    A run alone keeps the default (``intra_op_threads`` 0: a thread per core). Up to
-    ``concurrent_runs`` overlap; each overlapping one gets its share of the cores, at least
-    one thread, in a session of its own, rather than waiting at every parallel operator
-    for the threads the others hold. A thread count the operator set is kept for every run.
+    Where as many runs may overlap as there are cores (``framewire serve`` runs 4 at once,
+    ``framewire inference`` 2), a run alone keeps the default (``intra_op_threads`` 0: a
+    thread per core), and the others run on one thread each: no pool, so they never wait
+    for each other's threads at a parallel operator. With more cores than runs at once,
+    overlapping runs would share a pool again and nothing was measured there, so one
+    session serves every run; so it does with a thread count the operator set.
 
-    Measured on this project's 2-core machine, SSD MobileNet v2 behind ``framewire serve``
-    (4 runs at once) with 4 cameras at 30 fps: one thread per run served 1.08-1.12x the
-    frames of a thread per core, at a lower p99; one camera alone was 10 % slower with one
-    thread per run, which is why a run alone keeps every core.
+    Measured on this project's 2-core machine, SSD MobileNet v2 behind ``framewire serve``,
+    4 cameras at 30 fps: 1.06-1.09x the frames of one session with a thread per core, side
+    by side in 3 rounds. One thread for every run served as much, but one camera alone was
+    about 10 % slower with it, which is why a run alone keeps every core.
     """
-    if intra_op_threads > 0 or concurrent_runs <= 1:
-        return None
-    threads = max(1, cores // concurrent_runs)
-    return threads if threads < cores else None
+    return intra_op_threads == 0 and concurrent_runs > 1 and 1 < cores <= concurrent_runs
 
 
 def _ort_tensor(info: Any) -> TensorInfo:
