@@ -225,8 +225,8 @@ def single_threaded_overlaps(intra_op_threads: int, concurrent_runs: int, cores:
     session serves every run; so it does with a thread count the operator set.
 
     Measured on this project's 2-core machine, SSD MobileNet v2 behind ``framewire serve``,
-    4 cameras at 30 fps: 1.06-1.09x the frames of one session with a thread per core, side
-    by side in 3 rounds. One thread for every run served as much, but one camera alone was
+    4 cameras at 30 fps: 1.06-1.12x the frames of one session with a thread per core, side
+    by side in 6 rounds. One thread for every run served as much, but one camera alone was
     about 10 % slower with it, which is why a run alone keeps every core.
     """
     return intra_op_threads == 0 and concurrent_runs > 1 and 1 < cores <= concurrent_runs
