@@ -100,3 +100,23 @@ def test_one_session_where_runs_never_overlap(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(backends, "usable_cores", lambda: 2)
     backend = OnnxRuntimeBackend(model, intra_op_threads=0, device="cpu", concurrent_runs=1)
     assert not backend.splits_overlapping_runs
+
+
+def test_the_engine_opens_the_second_session_for_its_concurrent_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from framewire.inference import Engine, EngineConfig
+
+    monkeypatch.setattr(backends, "usable_cores", lambda: 2)
+    model = model_path("yolov8n-untrained.onnx")
+    for threads, split in ((0, True), (2, False)):
+        config = EngineConfig(
+            model=model, backend="onnxruntime", concurrent_batches=2, intra_op_threads=threads
+        )
+        engine = Engine.load(config)
+        try:
+            backend = engine.backend
+            assert isinstance(backend, OnnxRuntimeBackend)
+            assert backend.splits_overlapping_runs is split
+        finally:
+            engine.close()
