@@ -63,7 +63,7 @@ class PlainDetector(inference_service_pb2_grpc.InferenceServiceServicer):
 
         # The engine only lends its loaded ONNX Runtime session (thread-safe), with the
         # runtime's defaults as a user would open it: not framewire's second session for
-        # runs that overlap (backends.threads_per_overlapping_run).
+        # runs that overlap (backends.single_threaded_overlaps).
         self._engine = Engine.load(EngineConfig(model=model, backend="onnxruntime"))
         spec = self._engine.spec
         assert spec is not None
