@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry
 from framewire.common.protoutil import duration
 from framewire.common.serving import ListenConfig
 from framewire.common.serving import run as run_server
-from framewire.inference.backends import Backend, OnnxRuntimeBackend
+from framewire.inference.backends import Backend
 from framewire.inference.config import EngineConfig, InferenceServerConfig
 from framewire.inference.engine import Engine
 from framewire.inference.signature import ModelSignature
@@ -61,15 +61,15 @@ class PlainDetector(inference_service_pb2_grpc.InferenceServiceServicer):
     def __init__(self, model: Path) -> None:
         from framewire.inference import Engine, EngineConfig
 
-        # The engine only lends its loaded ONNX Runtime session (thread-safe), with the
-        # runtime's defaults as a user would open it: not framewire's second session for
-        # runs that overlap (backends.single_threaded_overlaps).
-        self._engine = Engine.load(EngineConfig(model=model, backend="onnxruntime"))
+        # The engine only lends its loaded ONNX Runtime session (thread-safe). One session
+        # with the runtime's defaults, as a user would open it: with concurrent_batches 1
+        # the engine opens no second session for runs that overlap (that is framewire's,
+        # backends.single_threaded_overlaps).
+        self._engine = Engine.load(
+            EngineConfig(model=model, backend="onnxruntime", concurrent_batches=1)
+        )
         spec = self._engine.spec
         assert spec is not None
-        assert isinstance(self._engine.backend, OnnxRuntimeBackend)
-        self._session = self._engine.backend.session
-        self._input = self._session.get_inputs()[0].name
         self._size = (spec.width, spec.height)
 
     def Detect(self, request: DetectRequest, context: Any) -> DetectResponse:  # noqa: N802
@@ -79,7 +79,7 @@ class PlainDetector(inference_service_pb2_grpc.InferenceServiceServicer):
             assert bgr is not None, "the benchmark sends only valid JPEGs"
             resized = cv2.resize(bgr, self._size, interpolation=cv2.INTER_LINEAR)
             tensor = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)[np.newaxis]
-            _boxes, scores, classes, count = self._session.run(None, {self._input: tensor})[:4]
+            _boxes, scores, classes, count = self._engine.backend.run(tensor)[:4]
             result = response.results.add()
             for index in range(int(count[0])):
                 score = float(scores[0][index])

@@ -142,8 +142,9 @@ class OnnxRuntimeBackend(Backend):
         )
         self._lock = threading.Lock()
         self._running = 0
-        self._overlaps = 0  # runs started while another ran, so far
-        self._last_overlapped = False  # whether the run that ended last overlapped another
+        # Whether a run started while another ran, in this spell of runs and in the last one.
+        self._overlapped = False
+        self._last_overlapped = False
         metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         super().__init__(
             ModelSignature(
@@ -161,10 +162,8 @@ class OnnxRuntimeBackend(Backend):
             return [np.asarray(output) for output in outputs]
         with self._lock:
             alone = runs_alone(self._running, self._last_overlapped)
-            joined = self._running > 0
-            if joined:
-                self._overlaps += 1
-            overlaps_before = self._overlaps
+            if self._running:
+                self._overlapped = True
             self._running += 1
         session = self.session if alone else self._overlapping_session
         try:
@@ -172,8 +171,8 @@ class OnnxRuntimeBackend(Backend):
         finally:
             with self._lock:
                 self._running -= 1
-                # It overlapped another if one ran when it started or one started meanwhile.
-                self._last_overlapped = joined or self._overlaps != overlaps_before
+                if not self._running:  # the spell of runs is over
+                    self._last_overlapped, self._overlapped = self._overlapped, False
         return [np.asarray(output) for output in outputs]
 
     def warm_up(self, batch: npt.NDArray[Any]) -> list[npt.NDArray[np.float32]]:
@@ -206,7 +205,8 @@ def usable_cores() -> int:
 
 def runs_alone(running: int, last_overlapped: bool) -> bool:
     """Whether a run about to start is expected to have the cores to itself: none is
-    running, and the run that ended last did not overlap another. Under a steady load runs
+    running, and in the last spell of runs (from none running to none again) none started
+    while another ran. Under a steady load runs
     start as others end, with another soon to follow, so even one that finds none running
     then goes to the single-threaded session; runs one after another from one caller, or
     now and then, keep every core."""
