@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from framewire.common.cpus import affinity_cores
 from tests.assets import REPO_ROOT
-from tests.conftest import vtest_path
+from tests.conftest import shared_file, vtest_path
 from tests.deploy import podman
 from tests.harness import Process, free_port, metric_value, running, scrape
 
@@ -149,3 +150,34 @@ def test_agent_container_streams_vtest_to_the_server_container() -> None:
             assert server.stop(60) == 0, server.text()
     finally:
         podman.remove(server_name)
+
+
+def test_server_container_runs_onnx_runtime_within_its_cpu_limit() -> None:
+    # podman --cpus 1 is a CFS quota: the container still sees every core of the machine,
+    # and ONNX Runtime's default would start a thread for each (framewire.common.cpus).
+    if affinity_cores() < 2:
+        pytest.skip("a quota of 1 CPU caps nothing on a 1-core machine")
+    model = shared_file("models/ssd_mobilenet_v2_coco.onnx")
+    _, server_image = podman.built_images()
+    name = podman.container_name("server-cpus")
+    command = podman.run_command(
+        server_image,
+        name,
+        "inference",
+        "--backend=onnxruntime",
+        "--model=/models/ssd.onnx",
+        f"--port={free_port()}",
+        f"--metrics-port={free_port()}",
+        "--metrics-host=127.0.0.1",
+        options=("--cpus=1", f"--volume={model}:/models/ssd.onnx:ro"),
+    )
+    try:
+        with running(Process(command)) as server:
+            loaded = server.wait_for_line(r"loaded .* on onnxruntime (.*)", timeout=180)
+            assert "(1 thread: its CPU quota's cores)" in loaded.group(0), loaded.group(0)
+            # One core: runs never overlap, so no second session either.
+            assert "second session" not in loaded.group(0)
+            server.wait_for_line(r"serving on ", timeout=60)
+            assert server.stop(60) == 0, server.text()
+    finally:
+        podman.remove(name)

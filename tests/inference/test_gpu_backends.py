@@ -204,3 +204,22 @@ def test_cpu_path_unchanged_when_pytorch_is_installed() -> None:
         assert np.dtype(engine.spec.dtype) == np.float32
     finally:
         engine.close()
+
+
+def test_torch_backend_on_a_cpu_keeps_to_its_cpu_quota(monkeypatch: pytest.MonkeyPatch) -> None:
+    # PyTorch's default pool has a thread per core of the node, whatever the container's
+    # CPU limit allows (framewire.common.cpus).
+    require_torch()
+    import torch
+
+    from framewire.inference.gpu import torch_backend
+
+    torchscript, _ = yolo_models("yolov8n", 640)
+    before = torch.get_num_threads()
+    monkeypatch.setattr(torch_backend, "quota_cap", lambda: 1)
+    try:
+        engine = Engine.load(engine_config(model=torchscript, backend="torch", device="cpu"))
+        engine.close()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -62,6 +62,7 @@ def test_overlapping_runs_use_the_second_session_and_get_the_same_outputs(
 ) -> None:
     model = model_path("yolov8n-untrained.onnx")
     monkeypatch.setattr(backends, "usable_cores", lambda: 2)  # as on this project's machines
+    monkeypatch.setattr(backends, "quota_cap", lambda: None)
     backend = OnnxRuntimeBackend(model, intra_op_threads=0, device="cpu", concurrent_runs=4)
     assert backend.splits_overlapping_runs
     assert "one thread each" in backend.describe()
@@ -120,3 +121,25 @@ def test_the_engine_opens_the_second_session_for_its_concurrent_batches(
             assert backend.splits_overlapping_runs is split
         finally:
             engine.close()
+
+
+@pytest.mark.parametrize(("quota_cores", "split"), [(1, False), (2, True)])
+def test_a_cpu_quota_sets_the_threads_of_a_run_alone(
+    monkeypatch: pytest.MonkeyPatch, quota_cores: int, split: bool
+) -> None:
+    # A container limited to 1 or 2 CPUs on a 16-core node: ONNX Runtime's default would
+    # start 16 threads in the quota of 1 or 2.
+    monkeypatch.setattr(backends, "usable_cores", lambda: quota_cores)
+    monkeypatch.setattr(backends, "quota_cap", lambda: quota_cores)
+    model = model_path("yolov8n-untrained.onnx")
+    backend = OnnxRuntimeBackend(model, intra_op_threads=0, device="cpu", concurrent_runs=4)
+    assert backend.session.get_session_options().intra_op_num_threads == quota_cores
+    assert backend.splits_overlapping_runs is split
+    if split:
+        overlapping = backend._overlapping_session.get_session_options()
+        assert overlapping.intra_op_num_threads == 1
+    assert "its CPU quota's cores" in backend.describe()
+    # An operator's own thread count wins over the quota.
+    backend = OnnxRuntimeBackend(model, intra_op_threads=3, device="cpu", concurrent_runs=4)
+    assert backend.session.get_session_options().intra_op_num_threads == 3
+    assert "quota" not in backend.describe()

@@ -21,14 +21,15 @@ On a CPU, ONNX Runtime by default gives a run a thread per core, which is
 what a run alone needs; runs that overlap then share one session's thread
 pool and wait for each other at every parallel operator. So a run that
 starts while another is running goes to a second session of the same model
-with one thread (:func:`single_threaded_overlaps`).
+with one thread (:func:`single_threaded_overlaps`). Under a CPU quota (a
+container's CPU limit) "a thread per core" means the quota's cores, not the
+machine's (:mod:`framewire.common.cpus`).
 """
 
 from __future__ import annotations
 
 import abc
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,6 +38,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from framewire.common.cpus import quota_cap, usable_cores
 from framewire.inference.config import EngineConfig
 from framewire.inference.models import ModelFiles
 from framewire.inference.signature import ModelSignature, TensorInfo, read_onnx_signature
@@ -132,7 +134,10 @@ class OnnxRuntimeBackend(Backend):
             except Exception as error:  # onnxruntime raises its own untyped errors
                 raise ValueError(f"onnxruntime cannot load {path}: {error}") from error
 
-        self.session = open_session(intra_op_threads)
+        # 0 lets ONNX Runtime take a thread per core of the machine; under a CPU quota
+        # (a container's CPU limit) that is more threads than the quota runs at once.
+        self.threads_from_quota = quota_cap() if intra_op_threads == 0 else None
+        self.session = open_session(self.threads_from_quota or intra_op_threads)
         # A run that starts while another runs goes here (see the module docstring).
         self._overlapping_session = (
             open_session(1)
@@ -191,16 +196,12 @@ class OnnxRuntimeBackend(Backend):
 
     def describe(self) -> str:
         described = f"onnxruntime {'+'.join(self.providers)}"
+        if self.threads_from_quota:
+            threads = self.threads_from_quota
+            described += f" ({threads} thread{'s' if threads > 1 else ''}: its CPU quota's cores)"
         if self.splits_overlapping_runs:
             described += " (runs that overlap another: one thread each, in a second session)"
         return described
-
-
-def usable_cores() -> int:
-    """The CPU cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def runs_alone(running: int, last_overlapped: bool) -> bool:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from framewire.common.contract import MAX_FRAME_PIXELS, PIPELINE_DEPTH
+from framewire.common.cpus import usable_cores
 from framewire.common.serving import ListenConfig, SecurityConfig
 from framewire.common.settings import option
 from framewire.common.transport import TransportConfig
@@ -141,7 +142,8 @@ class EngineConfig:
     )
     intra_op_threads: int = option(
         0,
-        "threads inside one model call; 0: the runtime's default (one per core). For opencv "
+        "threads inside one model call; 0: the runtime's default (one per core), or under a "
+        "CPU quota (a container's CPU limit) the quota's cores. For opencv "
         "this sets OpenCV's process-wide thread count",
     )
     spin_wait: bool = option(
@@ -151,7 +153,7 @@ class EngineConfig:
     )
     decode_threads: int = option(
         0,
-        "threads decoding and preprocessing images; 0: one per CPU core, "
+        "threads decoding and preprocessing images; 0: one per CPU core (within a CPU quota), "
         f"at most {MAX_DEFAULT_DECODE_THREADS}",
     )
     concurrent_batches: int = option(
@@ -205,7 +207,7 @@ class EngineConfig:
 
     def decode_thread_count(self) -> int:
         """``decode_threads``, or the default for this machine when it is 0."""
-        return self.decode_threads or min(MAX_DEFAULT_DECODE_THREADS, os.cpu_count() or 1)
+        return self.decode_threads or min(MAX_DEFAULT_DECODE_THREADS, usable_cores())
 
 
 @dataclass(frozen=True)

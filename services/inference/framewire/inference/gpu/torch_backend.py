@@ -22,6 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from framewire.common.cpus import quota_cap
 from framewire.inference.config import EngineConfig
 from framewire.inference.gpu.backend import DeviceBackend
 from framewire.inference.gpu.plan import bucket_for, graph_batch_sizes, resolve_precision
@@ -85,8 +86,10 @@ class TorchScriptBackend(DeviceBackend):
         dtype = torch.float16 if precision == "fp16" else torch.float32
         if precision == "fp16":
             module.half()
-        if device.type == "cpu" and config.intra_op_threads > 0:
-            torch.set_num_threads(config.intra_op_threads)
+        # PyTorch's default is a thread per core of the machine, whatever a CPU quota allows.
+        threads = config.intra_op_threads or quota_cap() or 0
+        if device.type == "cpu" and threads > 0:
+            torch.set_num_threads(threads)
         raw: Any = extra["config.txt"]  # torch fills in bytes
         metadata = ultralytics_metadata(raw.decode() if isinstance(raw, bytes) else str(raw))
         signature = ModelSignature(
