@@ -125,3 +125,29 @@ def write_manifests(manifests: list[dict[str, Any]], folder: Path) -> list[Path]
         path.write_text(yaml.safe_dump(manifest, sort_keys=False))
         paths.append(path)
     return paths
+
+
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "m": 10**-3}
+
+
+def quantity(text: str | int | float) -> float:
+    """A Kubernetes resource quantity as a number: "500m" is 0.5, "1Gi" 2**30, "2" 2."""
+    value = str(text)
+    for suffixes in (_BINARY, _DECIMAL):
+        for suffix, factor in suffixes.items():
+            if value.endswith(suffix):
+                return float(value[: -len(suffix)]) * factor
+    return float(value)
+
+
+def limit_options(spec: dict[str, Any]) -> list[str]:
+    """podman options enforcing a container's resource limits as the kubelet does: a CPU
+    limit is a CFS quota (``--cpus``), a memory limit the cgroup's (``--memory``)."""
+    limits = spec.get("resources", {}).get("limits", {})
+    options = []
+    if "cpu" in limits:
+        options.append(f"--cpus={quantity(limits['cpu']):g}")
+    if "memory" in limits:
+        options.append(f"--memory={int(quantity(limits['memory']))}")
+    return options

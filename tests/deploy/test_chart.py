@@ -24,6 +24,7 @@ from tests.deploy.chart import (
     helm,
     kinds,
     kubernetes_version,
+    limit_options,
     merged,
     render,
     render_files,
@@ -351,3 +352,14 @@ def test_an_engine_build_without_a_model_or_cache_is_refused_at_render(
 ) -> None:
     with pytest.raises(Exception, match=message):
         render({"inference": inference})
+
+
+def test_render_run_enforces_the_rendered_limits() -> None:
+    # What tests/deploy/test_render_run.py gives podman for each rendered container.
+    manifests = render(values_for("cpu"))
+    inference = container(find(manifests, "Deployment", "fw-framewire-inference"))
+    assert limit_options(inference) == ["--cpus=1", f"--memory={2 * 2**30}"]
+    ingest = container(find(manifests, "Deployment", "fw-framewire-ingest"))
+    assert limit_options(ingest) == [f"--memory={2**30}"]  # no CPU limit by default
+    half = {"resources": {"limits": {"cpu": "500m", "memory": "512M"}}}
+    assert limit_options(half) == ["--cpus=0.5", "--memory=512000000"]

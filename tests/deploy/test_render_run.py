@@ -1,9 +1,10 @@
 """Render and run: the chart's `single` and `split` renderings started as podman containers from
 the images above, each container with the rendered command, args, env, ports, user, read-only
-root and emptyDir mounts, every pod in its own network namespace (as in a cluster). The chart's
-own probes then run against them (gRPC health at the probe's port, within the startup budget),
-and an edge-agent streams vtest through the port the ingest Service targets. This proves that
-the chart's flags, env names, ports and probes match the program."""
+root, emptyDir mounts and resource limits (CPU as a quota, memory as the cgroup's limit), every
+pod in its own network namespace (as in a cluster). The chart's own probes then run against
+them (gRPC health at the probe's port, within the startup budget), and an edge-agent streams
+vtest through the port the ingest Service targets. This proves that the chart's flags, env
+names, ports, probes and limits match the program."""
 
 from __future__ import annotations
 
@@ -20,10 +21,19 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from framewire.common.cpus import affinity_cores
 from framewire.common.exits import ExitCode
 from tests.conftest import vtest_path
 from tests.deploy import podman
-from tests.deploy.chart import NAMESPACE, container, find, merged, render, values_for
+from tests.deploy.chart import (
+    NAMESPACE,
+    container,
+    find,
+    limit_options,
+    merged,
+    render,
+    values_for,
+)
 from tests.harness import Process, running
 
 pytestmark = pytest.mark.slow
@@ -66,6 +76,7 @@ class Pod:
         if context.get("readOnlyRootFilesystem"):
             options.append("--read-only")
         options += [f"--cap-drop={cap}" for cap in context["capabilities"]["drop"]]
+        options += limit_options(self.spec)
         volumes = {v["name"]: v for v in pod["volumes"]}
         for mount in self.spec.get("volumeMounts", []):
             volume = volumes[mount["name"]]
@@ -199,6 +210,9 @@ def test_split_rendering_runs_ingest_in_front_of_inference() -> None:
     service_port = headless["spec"]["ports"][0]
     assert target == f"--inference=dns:///{host}:{service_port['port']}"
     with started(inference) as (inference_pod, inference_address):
+        # Its CPU limit of 1 (ci/cpu-values.yaml) is a quota on this 2-core machine.
+        if affinity_cores() > 1:
+            inference_pod.process.wait_for_line(r"CPU quota: 1 of the \d+ cores", timeout=10)
         # The headless Service's port leads to the container port of the same name.
         assert inference_pod.ports[service_port["targetPort"]] == service_port["port"]
         # Cluster DNS for the headless Service answers with the pod's address.

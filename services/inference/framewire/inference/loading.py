@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from framewire.common.cpus import affinity_cores, quota_cap
 from framewire.inference import labels as labels_module
 from framewire.inference.backends import Backend, open_backend
 from framewire.inference.config import EngineConfig
@@ -66,6 +67,12 @@ def load_model(
     message saying what to change; the backend is closed again first.
     """
     started = time.perf_counter()
+    if (cores := quota_cap()) is not None:
+        _LOGGER.info(
+            "CPU quota: %d of the %d cores this process may run on; thread pools are sized to it",
+            cores,
+            affinity_cores(),
+        )
     backend = open_backend(files, config)
     try:
         head, spec, labels = _prepare(config, files, backend, custom_labels)
