@@ -93,6 +93,23 @@ class StreamLog:
 REPORT_EVERY = 0.5
 
 
+def frame_request(
+    seq: int, frame: tuple[bytes, int, int]
+) -> ingest_service_pb2.StreamFramesRequest:
+    """A Frame message for one of load_frames()'s JPEGs, captured now."""
+    data, width, height = frame
+    return ingest_service_pb2.StreamFramesRequest(
+        frame=ingest_service_pb2.Frame(
+            seq=seq,
+            capture_time=timestamp_from_ns(time.time_ns()),
+            encoding=common_pb2.ENCODING_JPEG,
+            width=width,
+            height=height,
+            data=data,
+        )
+    )
+
+
 def acknowledgement(results: int) -> ingest_service_pb2.StreamFramesRequest:
     """The AgentReport that says how many results a stream has read (framewire ends streams
     that stop reading, see docs/limits.md)."""
@@ -164,18 +181,10 @@ async def one_stream(
                         room.clear()
                         await room.wait()
                 seq += 1
-                data, width, height = frames[seq % len(frames)]
-                frame = ingest_service_pb2.Frame(
-                    seq=seq,
-                    capture_time=timestamp_from_ns(time.time_ns()),
-                    encoding=common_pb2.ENCODING_JPEG,
-                    width=width,
-                    height=height,
-                    data=data,
-                )
+                request = frame_request(seq, frames[seq % len(frames)])
                 sent_at[seq] = time.monotonic()
                 log.sent += 1
-                await call.write(ingest_service_pb2.StreamFramesRequest(frame=frame))
+                await call.write(request)
             await call.done_writing()
 
         async def read() -> None:
@@ -842,18 +851,10 @@ async def agent_camera(
                 log.dropped_locally += max(0, newest - sent_capture - 1)
                 sent_capture = newest
                 seq += 1
-                data, width, height = frames[newest % len(frames)]
-                frame = ingest_service_pb2.Frame(
-                    seq=seq,
-                    capture_time=timestamp_from_ns(time.time_ns()),
-                    encoding=common_pb2.ENCODING_JPEG,
-                    width=width,
-                    height=height,
-                    data=data,
-                )
+                request = frame_request(seq, frames[newest % len(frames)])
                 in_flight[seq] = (started + newest / fps, time.monotonic())
                 log.sent += 1
-                await call.write(ingest_service_pb2.StreamFramesRequest(frame=frame))
+                await call.write(request)
             await call.done_writing()
 
         async def read() -> None:

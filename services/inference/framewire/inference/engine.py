@@ -2,9 +2,12 @@
 
 Loading (opening the model, picking its head and input, warming it up) is
 :mod:`framewire.inference.loading`; :meth:`Engine.load` calls it and returns
-one of two engines that share everything around the images' trip:
+one of the engines that share everything around the images' trip:
 
-- :class:`ModelEngine` runs a loaded model;
+- :class:`ModelEngine` runs a loaded model on the CPU backends (its base,
+  :class:`LoadedModelEngine`, holds what every engine of a loaded model has:
+  its head and input; the GPU engine of :mod:`framewire.inference.gpu` is the
+  other);
 - :class:`NullEngine` (``--backend null``) runs none: it checks image headers
   and answers with no detections, for measuring transport overhead.
 
@@ -295,8 +298,8 @@ class _Prepared:
     preprocess_seconds: float
 
 
-class ModelEngine(Engine):
-    """A loaded, warmed-up model with its decode pool and preallocated input batches."""
+class LoadedModelEngine(Engine):
+    """An engine that serves a :class:`LoadedModel`: its backend, head and input."""
 
     def __init__(
         self,
@@ -316,6 +319,30 @@ class ModelEngine(Engine):
         )
         self.head = model.head
         self._spec = model.spec
+
+    @property
+    def spec(self) -> InputSpec:
+        return self._spec
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return (self._spec.width, self._spec.height)
+
+    def input_batch(self, images: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[Any]:
+        """The model input for RGB images, prepared on the host."""
+        return host_input_batch(self._spec, self.head, images)
+
+
+class ModelEngine(LoadedModelEngine):
+    """A loaded, warmed-up model with its decode pool and preallocated input batches."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        config: EngineConfig,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        super().__init__(model, config, registry)
         # How many batches may run on the model at once: one, or for a backend
         # whose runs may overlap, one per preallocated input batch.
         self._model_slots = threading.BoundedSemaphore(
@@ -327,17 +354,6 @@ class ModelEngine(Engine):
         self._pool = ThreadPoolExecutor(
             max_workers=config.decode_thread_count(), thread_name_prefix="framewire-decode"
         )
-
-    @property
-    def spec(self) -> InputSpec:
-        return self._spec
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return (self._spec.width, self._spec.height)
-
-    def input_batch(self, images: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[Any]:
-        return host_input_batch(self._spec, self.head, images)
 
     def _prepare(
         self, image: inference_service_pb2.Image, batch: npt.NDArray[Any], slot: int

@@ -23,22 +23,18 @@ import queue
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
-import numpy as np
-import numpy.typing as npt
 import torch
 from prometheus_client import CollectorRegistry
 
 from framewire.common.errors import FramewireError, invalid_argument
 from framewire.common.protoutil import duration
 from framewire.inference.config import EngineConfig
-from framewire.inference.engine import Engine, fill_detections, host_input_batch
+from framewire.inference.engine import LoadedModelEngine, fill_detections
 from framewire.inference.gpu.backend import DeviceBackend
 from framewire.inference.gpu.pipeline import decode_jpegs, fit_batch, yolo_detections
 from framewire.inference.heads import DecodeOptions, Detections, SsdHead
-from framewire.inference.inputs import InputSpec
 from framewire.inference.loading import LoadedModel
 from framewire.inference.preprocess import LETTERBOX_GREY, Placement, place
 from framewire.inference.validation import check_header
@@ -56,7 +52,7 @@ class _Timings:
     postprocess: float
 
 
-class GpuEngine(Engine):
+class GpuEngine(LoadedModelEngine):
     """A device backend with its input batches, page-locked result buffers and GPU data path."""
 
     def __init__(
@@ -64,18 +60,8 @@ class GpuEngine(Engine):
     ) -> None:
         if not isinstance(model.backend, DeviceBackend):
             raise TypeError("GpuEngine serves device backends only")
-        super().__init__(
-            config=config,
-            backend=model.backend,
-            head_name=model.head.name,
-            labels=model.labels,
-            model_id=model.model_id,
-            registry=registry,
-            warmup_seconds=model.warmup_seconds,
-        )
+        super().__init__(model, config, registry)
         self.device_backend: DeviceBackend = model.backend
-        self.head = model.head
-        self._spec = model.spec
         device = self.device_backend.device
         self._device = device.torch_device
         self._free: queue.Queue[int] = queue.Queue()
@@ -88,18 +74,6 @@ class GpuEngine(Engine):
                 if device.type == "cuda"
                 else None
             )
-
-    @property
-    def spec(self) -> InputSpec:
-        return self._spec
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return (self._spec.width, self._spec.height)
-
-    def input_batch(self, images: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[Any]:
-        """The model input for RGB images, prepared on the host as the CPU engine does."""
-        return host_input_batch(self._spec, self.head, images)
 
     def _answer(
         self,
