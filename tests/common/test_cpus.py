@@ -101,6 +101,11 @@ def test_v1_on_a_host_reads_the_listed_cgroup(tmp_path: Path) -> None:
     proc = tmp_path / "proc-cgroup"
     proc.write_text("4:cpu,cpuacct:/system.slice\n")
     assert cpu_quota(root, proc) == 2.0
+    # A parent's quota bounds its children: the lowest along the way up counts.
+    write(root / "cpu" / "system.slice" / "app" / "cpu.cfs_quota_us", "-1\n")
+    write(root / "cpu" / "system.slice" / "app" / "cpu.cfs_period_us", "100000\n")
+    proc.write_text("4:cpu,cpuacct:/system.slice/app\n")
+    assert cpu_quota(root, proc) == 2.0
 
 
 def test_unreadable_means_no_quota(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -77,30 +78,38 @@ def _read(path: Path) -> str | None:
 def cpu_quota(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> float | None:
     """The CPUs this process's cgroup quota allows (1.5 for ``--cpus 1.5``), None for none.
 
-    Inside a container the cgroup paths that ``/proc/self/cgroup`` lists may not exist
-    under the container's own mount (cgroup v1 without a namespace), where the container's
-    cgroup is the mount itself: the listed path is tried first, then the mount's root.
+    A parent's quota bounds its children, so this is the lowest along the way from the
+    process's cgroup up to the mount. Inside a container the path that ``/proc/self/cgroup``
+    lists may not exist under the container's own mount (cgroup v1 without a namespace),
+    where the container's cgroup is the mount itself: the walk then starts at the mount.
     """
     unified, cpu = _cgroup_paths(proc_cgroup)
     if unified is not None and (root / "cgroup.controllers").is_file():  # cgroup v2
-        start = root / unified.lstrip("/")
-        if not start.is_dir():
-            start = root
-        limits = []
-        here = start
-        while True:  # the lowest quota along the way up to the root
-            text = _read(here / "cpu.max")
-            if text is not None and (limit := parse_cpu_max(text)) is not None:
-                limits.append(limit)
-            if here == root or root not in here.parents:
-                break
-            here = here.parent
-        return min(limits, default=None)
-    for base in (root / "cpu" / (cpu or "/").lstrip("/"), root / "cpu"):
-        quota, period = _read(base / "cpu.cfs_quota_us"), _read(base / "cpu.cfs_period_us")
-        if quota is not None and period is not None:
-            return parse_cfs(quota, period)
-    return None
+        return _lowest_up(root / unified.lstrip("/"), root, _cpu_max_at)
+    mount = root / "cpu"
+    return _lowest_up(mount / (cpu or "/").lstrip("/"), mount, _cfs_at)
+
+
+def _cpu_max_at(folder: Path) -> float | None:
+    text = _read(folder / "cpu.max")
+    return None if text is None else parse_cpu_max(text)
+
+
+def _cfs_at(folder: Path) -> float | None:
+    quota, period = _read(folder / "cpu.cfs_quota_us"), _read(folder / "cpu.cfs_period_us")
+    return None if quota is None or period is None else parse_cfs(quota, period)
+
+
+def _lowest_up(start: Path, mount: Path, limit_at: Callable[[Path], float | None]) -> float | None:
+    """The lowest limit found from ``start`` (or ``mount``, where it is absent) up to ``mount``."""
+    here = start if start.is_dir() else mount
+    limits = []
+    while True:
+        if (limit := limit_at(here)) is not None:
+            limits.append(limit)
+        if here == mount or mount not in here.parents:
+            return min(limits, default=None)
+        here = here.parent
 
 
 def affinity_cores() -> int:
