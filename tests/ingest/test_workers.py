@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from framewire.ingest.workers import merge_expositions
+from framewire.ingest.workers import crowded_cores, merge_expositions
 from tests.harness import (
     Process,
     framewire_command,
@@ -109,3 +109,16 @@ def test_serve_with_two_workers_shares_the_port_counts_once_and_drains() -> None
         assert process.text().count("ingest.runner: stopped") == 2
     finally:
         process.kill()
+
+
+def test_more_workers_than_cores_is_warned_of() -> None:
+    assert crowded_cores(2, 2, quota=False) is None
+    assert crowded_cores(1, 16, quota=False) is None
+    warning = crowded_cores(4, 2, quota=True)
+    assert warning is not None
+    assert "4 ingest workers on 2 usable cores (its CPU quota)" in warning
+    assert "--workers 2 or fewer" in warning
+    assert crowded_cores(3, 1, quota=False) == (
+        "3 ingest workers on 1 usable core: the workers beyond the cores can only share "
+        "them; use --workers 1 or fewer"
+    )

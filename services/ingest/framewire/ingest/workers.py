@@ -56,6 +56,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from framewire.common.cpus import quota_cap, usable_cores
 from framewire.common.exits import ExitCode
 from framewire.common.logs import configure_logging
 from framewire.common.metrics import serve_metrics
@@ -229,6 +230,18 @@ def _start(
     return _Worker(name, process), receiving.recv()
 
 
+def crowded_cores(workers: int, cores: int, *, quota: bool) -> str | None:
+    """What to warn of when there are more ingest workers than cores to run them: each
+    worker keeps a core busy under load, so the ones beyond the cores only share them."""
+    if workers <= cores:
+        return None
+    limit = " (its CPU quota)" if quota else ""
+    return (
+        f"{workers} ingest workers on {cores} usable core{'s' if cores > 1 else ''}{limit}: "
+        f"the workers beyond the cores can only share them; use --workers {cores} or fewer"
+    )
+
+
 def supervise(
     command: str,
     listen: ListenConfig,
@@ -244,6 +257,8 @@ def supervise(
     targets of its own.
     """
     configure_logging(listen.log_level, listen.log_format)
+    if (crowded := crowded_cores(count, usable_cores(), quota=quota_cap() is not None)) is not None:
+        _LOGGER.warning("%s", crowded)
     context = multiprocessing.get_context("spawn")
     stop = threading.Event()
     received: list[int] = []
