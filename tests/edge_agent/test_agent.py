@@ -215,3 +215,22 @@ def test_following_hints_scales_frames_down_to_what_the_model_uses(
     widths = [e.frame.width for e in events if e.frame is not None]
     assert widths[0] == 1280
     assert widths[-1] <= 700, widths
+
+
+def test_a_stopping_agent_has_nothing_left_to_send_for_a_frame_captured_after_the_stop() -> None:
+    # The capture thread may hand over a frame it read just before the stop. The stream
+    # discards it; counting it as still to send made a stopping agent reconnect once more.
+    import numpy as np
+
+    from framewire.edge_agent.sources import CapturedFrame
+
+    running = EdgeAgent(server="127.0.0.1:1", source="unused.mp4")
+    stream = running._stream
+    frame = CapturedFrame(0, np.zeros((4, 4, 3), np.uint8), 0)
+    running._latest.put(frame)
+    assert not stream._nothing_left(), "a capture waits and the source goes on"
+    running.stop()
+    assert stream._nothing_left()
+    running._capture_done.set()
+    running._stop.clear()
+    assert not stream._nothing_left(), "the source ended with a frame still to send"

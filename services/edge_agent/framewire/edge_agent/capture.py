@@ -118,6 +118,8 @@ class CaptureThread:
             now = time.monotonic()
             if not pacer.admits(now):
                 continue  # a camera faster than --fps: skip reads until the next slot
+            if self._stop.is_set():
+                return  # read while the agent was stopping: it would never be sent
             self._handoff.put(frame)
             count += 1
             pacer.kept(now)

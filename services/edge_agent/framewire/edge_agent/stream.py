@@ -229,8 +229,13 @@ class AgentStream:
         self._on_change()
 
     def _nothing_left(self) -> bool:
-        finished = self._capture_done.is_set() or self._stop.is_set()
-        return finished and not self._latest.waiting and not self._ledger.in_flight
+        if self._stop.is_set():
+            # Stopping: a frame the capture thread handed over after the stop is never
+            # sent (the agent discards and counts it), so it is no reason to reconnect.
+            return not self._ledger.in_flight
+        return (
+            self._capture_done.is_set() and not self._latest.waiting and not self._ledger.in_flight
+        )
 
     async def _sleep(self, delay: float) -> None:
         assert self._wake is not None
