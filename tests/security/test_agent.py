@@ -215,7 +215,9 @@ def test_a_rotated_token_reconnects_instead_of_ending_the_agent(
         wait_until(lambda: running.ledger.processed >= 2, 20, "frames answered with the old token")
         successor = make_token("lobby-cams-2", "lobby-*")
         # The device gets its new token first, then the server drops the old one.
-        device_token.write_text(successor.token + "\n")
+        staging = device_token.with_suffix(".new")  # in one step, as a Secret update is
+        staging.write_text(successor.token + "\n")
+        os.replace(staging, device_token)
         write_tokens(tokens, [successor])
         wait_until(
             lambda: running.connected and running.ledger.processed >= 4 and _reconnected(running),
