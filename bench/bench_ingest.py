@@ -818,12 +818,14 @@ async def agent_camera(
     port: int, name: str, frames: list[tuple[bytes, int, int]], *, fps: float, duration: float
 ) -> StreamLog:
     """A camera as edge-agent runs it by default: the newest capture waits for room in the
-    adaptive window (framewire.edge_agent.window); latency is capture to result."""
+    adaptive window and for the window's hold after an answer (framewire.edge_agent.window);
+    latency is capture to result."""
     from framewire.edge_agent.window import AdaptiveWindow
 
     log = StreamLog()
     in_flight: dict[int, tuple[float, float]] = {}  # seq -> (captured, sent)
     changed = asyncio.Event()
+    hold_until = 0.0
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         call: Any = ingest_service_pb2_grpc.IngestServiceStub(channel).StreamFrames()  # type: ignore[call-arg]
         config = ingest_service_pb2.StreamConfig(stream_id=name)
@@ -841,11 +843,13 @@ async def agent_camera(
                     reported = now
                     await call.write(acknowledgement(log.results + log.failed))
                 newest = int((now - started) * fps)
-                if newest == sent_capture or len(in_flight) >= window.size:
+                if newest == sent_capture or len(in_flight) >= window.size or now < hold_until:
                     changed.clear()
-                    next_capture = started + (newest + 1) / fps
+                    wake_at = started + (newest + 1) / fps  # the next capture
+                    if newest != sent_capture and len(in_flight) < window.size:
+                        wake_at = hold_until
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(changed.wait(), max(0.0, next_capture - now))
+                        await asyncio.wait_for(changed.wait(), max(0.0, wake_at - now))
                     continue
                 # Captures replaced while the window was full are edge skips.
                 log.dropped_locally += max(0, newest - sent_capture - 1)
@@ -858,6 +862,7 @@ async def agent_camera(
             await call.done_writing()
 
         async def read() -> None:
+            nonlocal hold_until
             while (response := await call.read()) is not EOF:
                 listed = []
                 if response.HasField("result"):
@@ -869,7 +874,11 @@ async def agent_camera(
                         log.results += 1
                         now = time.monotonic()
                         log.latencies.append(now - captured)
-                        window.observe(now - sent, seconds(result.timings.total))
+                        timings = result.timings
+                        window.observe(
+                            now - sent, seconds(timings.total), queued=seconds(timings.queue)
+                        )
+                        hold_until = now + window.hold
                     listed = list(result.skipped)
                 elif response.HasField("skip_notice"):
                     listed = list(response.skip_notice.skipped)

@@ -1,8 +1,11 @@
-"""The agent's adaptive window: 1 in front of a busy server, more across a slow link."""
+"""The agent's adaptive window: 1 in front of a busy server, more across a slow link; and the
+hold that keeps the next frame back while frames queue at the server."""
 
 from __future__ import annotations
 
-from framewire.edge_agent.window import AdaptiveWindow
+import pytest
+
+from framewire.edge_agent.window import MAX_HOLD, QUEUE_TARGET, AdaptiveWindow
 
 
 def test_before_any_answer_the_window_is_one() -> None:
@@ -44,3 +47,44 @@ def test_clock_noise_never_shrinks_below_one() -> None:
     window = AdaptiveWindow(granted=2)
     window.observe(round_trip=0.010, server_total=0.012)  # server clock ran a bit ahead
     assert window.size == 1
+
+
+def test_frames_queueing_at_a_shared_model_hold_the_next_one_back_until_about_its_turn() -> None:
+    window = AdaptiveWindow(granted=2)
+    assert window.hold == 0.0
+    # Sent at once, each frame waited 30 ms at the server for the other cameras' frames.
+    window.observe(round_trip=0.062, server_total=0.060, queued=0.030)
+    assert window.hold == pytest.approx(0.5 * (0.030 - QUEUE_TARGET))
+    # Held back by that much, frames queue less; the hold settles where the queue left is
+    # the target, here after frames waited 30 ms when sent at once.
+    for _ in range(30):
+        window.observe(round_trip=0.062, server_total=0.060, queued=max(0.0, 0.030 - window.hold))
+    assert window.hold == pytest.approx(0.030 - QUEUE_TARGET, abs=1e-4)
+
+
+def test_a_frame_alone_at_the_model_is_never_held() -> None:
+    window = AdaptiveWindow(granted=2)
+    for _ in range(10):
+        window.observe(round_trip=0.031, server_total=0.030, queued=0.0002)
+    assert window.hold == 0.0
+
+
+def test_the_hold_lets_go_when_the_queue_goes() -> None:
+    window = AdaptiveWindow(granted=2)
+    for _ in range(30):
+        window.observe(round_trip=0.062, server_total=0.060, queued=max(0.0, 0.030 - window.hold))
+    held = window.hold
+    # The other cameras left: the frame is taken at once, and the hold shrinks to nothing.
+    for _ in range(int(held / (0.5 * QUEUE_TARGET)) + 1):
+        window.observe(round_trip=0.031, server_total=0.030, queued=0.0)
+    assert window.hold == 0.0
+
+
+def test_the_hold_is_bounded_and_off_with_a_fixed_window() -> None:
+    window = AdaptiveWindow(granted=2)
+    for _ in range(100):
+        window.observe(round_trip=5.0, server_total=4.9, queued=4.0)
+    assert window.hold == MAX_HOLD
+    fixed = AdaptiveWindow(granted=2, fixed=True)
+    fixed.observe(round_trip=0.062, server_total=0.060, queued=0.030)
+    assert fixed.hold == 0.0

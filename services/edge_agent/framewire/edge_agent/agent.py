@@ -167,6 +167,12 @@ class EdgeAgent:
         return self._stream.window
 
     @property
+    def hold(self) -> float:
+        """Seconds the next frame is held back after an answer, while frames queue at the
+        server (see framewire.edge_agent.window); 0 with a fixed window."""
+        return self._stream.hold
+
+    @property
     def last_hint(self) -> tuple[float, FlowHint] | None:
         """The newest FlowHint received and when (time.monotonic), or None."""
         return self._stream.last_hint

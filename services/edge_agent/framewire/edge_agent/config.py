@@ -50,8 +50,9 @@ class StreamOptions:
     )
     fixed_window: bool = option(
         False,
-        "keep --max-in-flight frames unanswered whatever the link; by default the window "
-        "adapts: 1 while the server is the bottleneck, more while the round trip dominates",
+        "keep --max-in-flight frames unanswered whatever the link, each sent at once; by "
+        "default the window adapts (1 while the server is the bottleneck, more while the round "
+        "trip dominates) and the next frame is held back while frames queue at the server",
     )
     follow_hints: bool = option(
         False, "follow the server's FlowHints (frame rate, scale, JPEG quality)"

@@ -150,6 +150,8 @@ class AgentStream:
         # A followed FlowHint's send rate, and until when it holds.
         self._send_interval = 0.0
         self._hint_until = 0.0
+        # No frame leaves before this (monotonic seconds): the window's hold after an answer.
+        self._hold_until = 0.0
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tls = config.security.client_tls()
@@ -159,6 +161,11 @@ class AgentStream:
     def window(self) -> int:
         """Frames the agent keeps unanswered now (see framewire.edge_agent.window)."""
         return self._window.size
+
+    @property
+    def hold(self) -> float:
+        """Seconds the next frame is held back after an answer (see framewire.edge_agent.window)."""
+        return self._window.hold
 
     def notify(self) -> None:
         """Wakes the sender (from any thread): a frame is waiting, capture ended, or stop."""
@@ -368,6 +375,7 @@ class AgentStream:
     def _accepted(self, accepted: ingest_service_pb2.StreamAccepted) -> None:
         self._max_in_flight = max(1, accepted.max_in_flight)
         self._window = AdaptiveWindow(self._max_in_flight, fixed=self.config.stream.fixed_window)
+        self._hold_until = 0.0
         self._max_frame_bytes = accepted.limits.max_frame_bytes
         self._report_interval = seconds(accepted.limits.report_interval) or (
             self.config.stream.report_interval
@@ -427,7 +435,8 @@ class AgentStream:
             if now > self._hint_until:
                 self._send_interval = 0.0
             room = len(self._ledger.in_flight) < self._window.size
-            if room and self._latest.waiting and not self._stop.is_set() and now >= next_send:
+            send_at = max(next_send, self._hold_until)
+            if room and self._latest.waiting and not self._stop.is_set() and now >= send_at:
                 captured = self._latest.take()
                 if captured is not None:
                     try:
@@ -443,8 +452,8 @@ class AgentStream:
             wake_at = next_report
             if self._stop.is_set() and stop_deadline is not None:
                 wake_at = min(wake_at, stop_deadline)
-            if room and self._latest.waiting and next_send > now:
-                wake_at = min(wake_at, next_send)
+            if room and self._latest.waiting and send_at > now:
+                wake_at = min(wake_at, send_at)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.0, wake_at - time.monotonic()))
 
@@ -527,8 +536,11 @@ class AgentStream:
                 self._observe(result)
                 if answer.frame is not None and result.timings.HasField("total"):
                     self._window.observe(
-                        (received_ns - answer.frame.sent_ns) / 1e9, seconds(result.timings.total)
+                        (received_ns - answer.frame.sent_ns) / 1e9,
+                        seconds(result.timings.total),
+                        queued=seconds(result.timings.queue),
                     )
+                    self._hold_until = time.monotonic() + self._window.hold
                 latency = None
                 if answer.frame is not None:
                     latency = self._ledger.latencies[-1]

@@ -12,6 +12,16 @@ the server's own total), within what the server granted: 1 on a LAN in
 front of a busy model, more across a slow link. Until the first answer it
 keeps 1: a burst of frames sent before anything was measured would wait at
 a busy server, and across a slow link one round trip is all it costs.
+
+The window also says when: after an answer the agent holds its next frame back
+by :attr:`AdaptiveWindow.hold`, learned from the queue time the server reports
+for each frame (waiting at ingest and at the model). When the model is shared
+and busy, a frame sent at once only waits there while the camera captures
+newer ones; held back until about when the model gets to it, the frame sent is
+the newest capture, and the model is not kept waiting. Each answer moves the
+hold by half the difference between its queue time and :data:`QUEUE_TARGET`,
+a little queue left on purpose so that the model never waits for a frame.
+Alone in front of the model a frame does not queue, and the hold stays 0.
 """
 
 from __future__ import annotations
@@ -25,6 +35,13 @@ MIN_SERVER_TIME = 0.001
 # A network time under this share of the server's time is not worth a frame
 # waiting at the server (loopback and a LAN are well under it).
 NETWORK_SLACK = 0.1
+# The queue time at the server the hold aims for (seconds): frames that arrive this much
+# before the model is free for them, rather than after it has gone idle.
+QUEUE_TARGET = 0.008
+# How far one answer moves the hold: that share of its queue time's distance from the target.
+HOLD_GAIN = 0.5
+# The longest hold: beyond it the server is far behind, and the window and its skips cope.
+MAX_HOLD = 0.5
 
 
 @dataclass
@@ -32,16 +49,21 @@ class AdaptiveWindow:
     """The agent's window: 1 until the first answer, then follows the measurements."""
 
     granted: int
-    fixed: bool = False  # --fixed-window: always ``granted``, whatever is measured
+    fixed: bool = False  # --fixed-window: always ``granted``, no hold, whatever is measured
     smoothing: float = SMOOTHING
     network: float | None = None  # smoothed seconds on the wire, both ways
     server: float | None = None  # smoothed seconds at the server
+    hold: float = 0.0  # seconds to hold the next frame back after an answer
 
-    def observe(self, round_trip: float, server_total: float) -> None:
-        """One answer: its round trip from send to answer, and the server's own total time."""
+    def observe(self, round_trip: float, server_total: float, queued: float = 0.0) -> None:
+        """One answer: its round trip from send to answer, the server's own total time, and
+        how long the frame waited there before the model took it (its queue time)."""
         network = max(0.0, round_trip - server_total)
         self.network = self._smooth(self.network, network)
         self.server = self._smooth(self.server, max(server_total, 0.0))
+        if not self.fixed:
+            moved = self.hold + HOLD_GAIN * (max(queued, 0.0) - QUEUE_TARGET)
+            self.hold = min(MAX_HOLD, max(0.0, moved))
 
     def _smooth(self, previous: float | None, value: float) -> float:
         return value if previous is None else previous + self.smoothing * (value - previous)
