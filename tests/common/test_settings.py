@@ -164,15 +164,21 @@ def test_framewire_serve_has_one_flag_per_idea() -> None:
     assert config.engine.max_image_pixels == 1000
 
 
-def test_framewire_serve_preallocates_for_the_batches_ingest_will_keep_in_flight() -> None:
+def test_framewire_serve_preallocates_for_the_batches_ingest_will_keep_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from framewire.common.contract import PIPELINE_DEPTH
     from framewire.inference import EngineConfig
+    from framewire.ingest import serve_command
     from framewire.ingest.config import IngestConfig
     from framewire.ingest.serve_command import ServeConfig
 
     ingest = IngestConfig(batches_in_flight=4)
-    # A CPU model: every slot runs (useful_in_flight), each with its input batch.
-    assert ServeConfig(ingest=ingest).engine.concurrent_batches == 4
+    # A CPU model: a run per core at most, each with its input batch; more would only
+    # share the cores.
+    for cores, runs in ((16, 4), (4, 4), (2, 2), (1, 1)):
+        monkeypatch.setattr(serve_command, "usable_cores", lambda cores=cores: cores)
+        assert ServeConfig(ingest=ingest).engine.concurrent_batches == runs
     # A GPU: batching pays, ingest keeps PIPELINE_DEPTH in flight; no unused device buffers.
     for engine in (EngineConfig(backend="torch"), EngineConfig(device="cuda")):
         config = ServeConfig(engine=engine, ingest=ingest)

@@ -35,8 +35,8 @@ class IngestConfig:
     batches_in_flight: int = option(
         4,
         "batches outstanding per inference target, at most: all are used where batching "
-        "saves little (CPU models: small runs at once keep every core busy), 2 where it "
-        "pays (GPUs: one batch runs while the next is prepared)",
+        "saves little (CPU models: small runs at once keep every core busy; `serve` runs one "
+        "per core at most), 2 where it pays (GPUs: one batch runs while the next is prepared)",
     )
     max_frame_age: float = option(
         0.5,

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from framewire.common import settings
 from framewire.common.contract import PIPELINE_DEPTH
+from framewire.common.cpus import usable_cores
 from framewire.common.exits import SERVER_EXIT_CODES, ExitCode
 from framewire.common.serving import ListenConfig, SecurityConfig
 from framewire.common.transport import TransportConfig
@@ -61,6 +62,12 @@ class ServeConfig:
             # On a GPU batching pays, so ingest keeps PIPELINE_DEPTH batches in flight
             # (useful_in_flight): more preallocated device buffers would go unused.
             concurrent = min(concurrent, PIPELINE_DEPTH)
+        else:
+            # On the CPU, runs beyond the cores only share them: each takes longer and its
+            # frames are older when answered. With one run per core the other frames wait
+            # at ingest, where a newer capture replaces them, and agents see that queue in
+            # their results and hold their next frame back (framewire.edge_agent.window).
+            concurrent = min(concurrent, usable_cores())
         engine = dataclasses.replace(
             self.engine,
             max_batch=self.ingest.max_batch_size,
