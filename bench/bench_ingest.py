@@ -879,7 +879,10 @@ async def agent_camera(
                         log.latencies.append(now - captured)
                         timings = result.timings
                         window.observe(
-                            now - sent, seconds(timings.total), queued=seconds(timings.queue)
+                            now - sent,
+                            seconds(timings.total),
+                            queued=seconds(timings.queue),
+                            batch_size=result.batch_size,
                         )
                         hold_until = now + window.hold
                     listed = list(result.skipped)

@@ -1,7 +1,8 @@
 """The agent's hold against a real `framewire serve` whose model several agents share.
 
-With one model run at a time (``--batches-in-flight 1``) and three agents at 30
-fps, each frame waits at ingest while the others' frames run. Each agent learns
+With one model run of one frame at a time (``--batches-in-flight 1
+--max-batch-size 1``) and three agents at 30 fps, each frame waits at ingest while
+the others' frames run (frames that shared a batch would not be held). Each agent learns
 that from the queue time in its results and holds its next frame back after an
 answer (framewire.edge_agent.window), so the frame it sends is a newer capture.
 What is asserted is that the hold engages and is kept, never how fast anything
@@ -36,7 +37,7 @@ SETTLED_AFTER = 8
 
 @pytest.fixture(scope="module")
 def one_run_at_a_time() -> Iterator[ServerThread[IngestServer]]:
-    server = ServerThread(lambda: start_serve(serve_config(batches_in_flight=1)))
+    server = ServerThread(lambda: start_serve(serve_config(batches_in_flight=1, max_batch_size=1)))
     yield server
     server.stop()
 

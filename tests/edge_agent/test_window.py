@@ -88,3 +88,13 @@ def test_the_hold_is_bounded_and_off_with_a_fixed_window() -> None:
     fixed = AdaptiveWindow(granted=2, fixed=True)
     fixed.observe(round_trip=0.062, server_total=0.060, queued=0.030)
     assert fixed.hold == 0.0
+
+
+def test_nothing_is_held_while_the_server_batches_frames_together() -> None:
+    # On a GPU frames wait at ingest to share a batch: held back, they would miss it.
+    window = AdaptiveWindow(granted=2)
+    for _ in range(10):
+        window.observe(round_trip=0.062, server_total=0.060, queued=0.030)
+    assert window.hold > 0.0
+    window.observe(round_trip=0.062, server_total=0.060, queued=0.030, batch_size=16)
+    assert window.hold == 0.0

@@ -539,6 +539,7 @@ class AgentStream:
                         (received_ns - answer.frame.sent_ns) / 1e9,
                         seconds(result.timings.total),
                         queued=seconds(result.timings.queue),
+                        batch_size=result.batch_size,
                     )
                     self._hold_until = time.monotonic() + self._window.hold
                 latency = None
