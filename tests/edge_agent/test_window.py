@@ -49,17 +49,26 @@ def test_clock_noise_never_shrinks_below_one() -> None:
     assert window.size == 1
 
 
+# Sent at once, each frame of a camera that shares a busy model waits this long at the server.
+SHARED_QUEUE = 0.030
+
+
+def hold_against_a_shared_model(window: AdaptiveWindow, answers: int = 30) -> None:
+    """Answers whose queue time is what is left of SHARED_QUEUE after the hold in force."""
+    for _ in range(answers):
+        queued = max(0.0, SHARED_QUEUE - window.hold)
+        window.observe(round_trip=0.062, server_total=0.060, queued=queued)
+
+
 def test_frames_queueing_at_a_shared_model_hold_the_next_one_back_until_about_its_turn() -> None:
     window = AdaptiveWindow(granted=2)
     assert window.hold == 0.0
-    # Sent at once, each frame waited 30 ms at the server for the other cameras' frames.
-    window.observe(round_trip=0.062, server_total=0.060, queued=0.030)
-    assert window.hold == pytest.approx(0.5 * (0.030 - QUEUE_TARGET))
+    hold_against_a_shared_model(window, answers=1)
+    assert window.hold == pytest.approx(0.5 * (SHARED_QUEUE - QUEUE_TARGET))
     # Held back by that much, frames queue less; the hold settles where the queue left is
-    # the target, here after frames waited 30 ms when sent at once.
-    for _ in range(30):
-        window.observe(round_trip=0.062, server_total=0.060, queued=max(0.0, 0.030 - window.hold))
-    assert window.hold == pytest.approx(0.030 - QUEUE_TARGET, abs=1e-4)
+    # the target.
+    hold_against_a_shared_model(window)
+    assert window.hold == pytest.approx(SHARED_QUEUE - QUEUE_TARGET, abs=1e-4)
 
 
 def test_a_frame_alone_at_the_model_is_never_held() -> None:
@@ -71,8 +80,7 @@ def test_a_frame_alone_at_the_model_is_never_held() -> None:
 
 def test_the_hold_lets_go_when_the_queue_goes() -> None:
     window = AdaptiveWindow(granted=2)
-    for _ in range(30):
-        window.observe(round_trip=0.062, server_total=0.060, queued=max(0.0, 0.030 - window.hold))
+    hold_against_a_shared_model(window)
     held = window.hold
     # The other cameras left: the frame is taken at once, and the hold shrinks to nothing.
     for _ in range(int(held / (0.5 * QUEUE_TARGET)) + 1):
@@ -86,15 +94,14 @@ def test_the_hold_is_bounded_and_off_with_a_fixed_window() -> None:
         window.observe(round_trip=5.0, server_total=4.9, queued=4.0)
     assert window.hold == MAX_HOLD
     fixed = AdaptiveWindow(granted=2, fixed=True)
-    fixed.observe(round_trip=0.062, server_total=0.060, queued=0.030)
+    hold_against_a_shared_model(fixed)
     assert fixed.hold == 0.0
 
 
 def test_nothing_is_held_while_the_server_batches_frames_together() -> None:
     # On a GPU frames wait at ingest to share a batch: held back, they would miss it.
     window = AdaptiveWindow(granted=2)
-    for _ in range(10):
-        window.observe(round_trip=0.062, server_total=0.060, queued=0.030)
+    hold_against_a_shared_model(window)
     assert window.hold > 0.0
-    window.observe(round_trip=0.062, server_total=0.060, queued=0.030, batch_size=16)
+    window.observe(round_trip=0.062, server_total=0.060, queued=SHARED_QUEUE, batch_size=16)
     assert window.hold == 0.0
