@@ -94,3 +94,9 @@ def test_agents_sharing_a_busy_model_hold_their_next_frame_back_by_the_learned_h
         ]
         assert gaps, settled
         assert statistics.median(gaps) > 0.8, gaps
+        # The summary says so, for people and in JSON.
+        assert summary.held > 0, summary.format()
+        assert summary.mean_hold is not None
+        assert summary.mean_hold > 0
+        assert f"{summary.held} frames held back after an answer" in summary.format()
+        assert summary.to_json()["held"] == summary.held

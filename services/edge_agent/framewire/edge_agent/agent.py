@@ -154,6 +154,8 @@ class EdgeAgent:
             actions_dropped=sum(runner.dropped for runner in self._runners()),
             recorded=self._recorder.frames_written if self._recorder else 0,
             window_sizes=dict(self._stream.window_sizes),
+            held=self._stream.held,
+            held_seconds=self._stream.held_seconds,
             hints=self._stream.hints_received,
         )
 

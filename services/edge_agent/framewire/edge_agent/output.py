@@ -184,11 +184,20 @@ class Summary:
     recorded: int = 0
     # Frames sent, by how many frames the window allowed in flight when each was sent.
     window_sizes: dict[int, int] = field(default_factory=dict)
+    # Frames sent while the window held the next frame back after each answer (frames were
+    # queueing at the server), and those holds summed (seconds).
+    held: int = 0
+    held_seconds: float = 0.0
     hints: int = 0  # FlowHints received
 
     @property
     def answered(self) -> int:
         return self.processed + self.failed
+
+    @property
+    def mean_hold(self) -> float | None:
+        """The mean hold of the frames sent under one (seconds), None when none was."""
+        return self.held_seconds / self.held if self.held else None
 
     def latency(self, fraction: float) -> float | None:
         return percentile(self.latencies, fraction)
@@ -239,6 +248,11 @@ class Summary:
                 f"{size} for {count} sent" for size, count in sorted(self.window_sizes.items())
             )
             lines.append(f"  window   frames in flight at most: {shown}")
+        if self.held:
+            lines.append(
+                f"  hold     {self.held} frames held back after an answer, {ms(self.mean_hold)} "
+                "on average (frames were queueing at the server)"
+            )
         if self.hints:
             lines.append(f"  hints    {self.hints} FlowHint(s) from the server")
         if self.reconnects:
@@ -274,6 +288,8 @@ class Summary:
             "reconnects": self.reconnects,
             "window_sizes": {str(size): count for size, count in sorted(self.window_sizes.items())},
             "hints": self.hints,
+            "held": self.held,
+            "mean_hold_ms": None if self.mean_hold is None else round(self.mean_hold * 1000, 2),
         }
 
 

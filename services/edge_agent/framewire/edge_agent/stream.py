@@ -141,6 +141,9 @@ class AgentStream:
         self._window = AdaptiveWindow(self._max_in_flight, fixed=config.stream.fixed_window)
         # Frames sent, by the window in force when each was sent (for the summary).
         self.window_sizes: collections.Counter[int] = collections.Counter()
+        # Frames sent while the window held frames back after an answer, and those holds summed.
+        self.held = 0
+        self.held_seconds = 0.0
         # FlowHints received on any call, and the newest with when it came (monotonic seconds).
         self.hints_received = 0
         self.last_hint: tuple[float, ingest_service_pb2.FlowHint] | None = None
@@ -510,6 +513,9 @@ class AgentStream:
         # Booked before the write: an answer can arrive before write() returns.
         self._ledger.on_sent(sent)
         self.window_sizes[self._window.size] += 1
+        if self._window.hold > 0:
+            self.held += 1
+            self.held_seconds += self._window.hold
         await call.write(ingest_service_pb2.StreamFramesRequest(frame=frame))
 
     async def _send_report(self, call: StreamCall) -> None:
