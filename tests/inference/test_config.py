@@ -74,6 +74,7 @@ def test_flags_and_environment_reach_the_nested_configs() -> None:
             "--max-batch=4",
             "--input-size=640x384",
             "--score-threshold=0.25",
+            "--spin-wait=1ms",
             "--port=0",
             "--metrics-port=-1",
         ],
@@ -85,9 +86,18 @@ def test_flags_and_environment_reach_the_nested_configs() -> None:
     assert engine.max_batch == 4  # the flag beats the environment
     assert engine.input_size == (640, 384)
     assert engine.score_threshold == 0.25
+    assert engine.spin_wait == 0.001
     assert engine.decode_threads == 3
     assert engine.head == "yolov5"
     assert (config.listen.port, config.listen.metrics_port) == (0, -1)
+
+
+def test_spin_wait_is_a_duration() -> None:
+    assert EngineConfig().spin_wait == 0.0  # the threads sleep at once
+    assert build(["--spin-wait=2ms"]).engine.spin_wait == 0.002
+    assert build([], {"FRAMEWIRE_SPIN_WAIT": "5ms"}).engine.spin_wait == 0.005
+    with pytest.raises(ValueError, match="spin_wait"):
+        build([], {"FRAMEWIRE_SPIN_WAIT": "500ms"})  # past MAX_SPIN_WAIT
 
 
 def test_input_size_forms() -> None:
@@ -109,6 +119,8 @@ def test_input_size_forms() -> None:
         ({"max_image_pixels": 0}, "max_image_pixels"),
         ({"concurrent_batches": 0}, "concurrent_batches"),
         ({"decode_threads": -1}, "decode_threads"),
+        ({"spin_wait": -0.001}, "spin_wait"),
+        ({"spin_wait": 0.5}, "spin_wait"),
         ({"backend": "tensorflow"}, "backend must be one of"),
         ({"model_config": Path("graph.pbtxt")}, "give --model too"),
     ],

@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 import numpy as np
+import onnxruntime
 import pytest
 
 from framewire.inference import backends
@@ -14,6 +15,7 @@ from framewire.inference.backends import (
     OnnxRuntimeBackend,
     runs_alone,
     single_threaded_overlaps,
+    spinning_entries,
 )
 from tests.inference.conftest import model_path
 
@@ -143,3 +145,56 @@ def test_a_cpu_quota_sets_the_threads_of_a_run_alone(
     backend = OnnxRuntimeBackend(model, intra_op_threads=3, device="cpu", concurrent_runs=4)
     assert backend.session.get_session_options().intra_op_num_threads == 3
     assert "quota" not in backend.describe()
+
+
+OFF = {"session.intra_op.allow_spinning": "0"}
+
+
+@pytest.mark.parametrize(
+    ("spin_wait", "version", "expected"),
+    [
+        (0.001, "1.32.0", {"session.intra_op.allow_spinning": "1",
+                           "session.intra_op.spin_duration_us": "1000"}),
+        (0.00025, "1.26.0", {"session.intra_op.allow_spinning": "1",
+                             "session.intra_op.spin_duration_us": "250"}),
+        (0.001, "1.27.0.dev20260501", {"session.intra_op.allow_spinning": "1",
+                                       "session.intra_op.spin_duration_us": "1000"}),
+        (0.0, "1.32.0", OFF),  # --spin-wait 0
+        # Before 1.26 the bound is ignored and threads would spin as long as they always did.
+        (0.001, "1.25.1", OFF),
+        (0.001, "1.9.0", OFF),
+        (0.001, "unknown", OFF),
+    ],
+)  # fmt: skip
+def test_threads_spin_for_the_spin_wait_where_the_runtime_bounds_it(
+    spin_wait: float, version: str, expected: dict[str, str]
+) -> None:
+    assert spinning_entries(spin_wait, version) == expected
+
+
+def test_the_sessions_are_opened_with_the_spin_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backends, "usable_cores", lambda: 2)
+    monkeypatch.setattr(backends, "quota_cap", lambda: None)
+    model = model_path("yolov8n-untrained.onnx")
+    backend = OnnxRuntimeBackend(
+        model, intra_op_threads=0, device="cpu", spin_wait=0.002, concurrent_runs=4
+    )
+    expected = spinning_entries(0.002, onnxruntime.__version__)
+    assert backend._overlapping_session is not None
+    for session in (backend.session, backend._overlapping_session):
+        options = session.get_session_options()
+        for key, value in expected.items():
+            assert options.get_session_config_entry(key) == value
+
+
+def test_an_older_runtime_ignores_the_spin_wait_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(onnxruntime, "__version__", "1.25.1")
+    model = model_path("yolov8n-untrained.onnx")
+    backend = OnnxRuntimeBackend(
+        model, intra_op_threads=0, device="cpu", spin_wait=0.001, concurrent_runs=1
+    )
+    options = backend.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert "--spin-wait is ignored" in caplog.text

@@ -24,6 +24,12 @@ starts while another is running goes to a second session of the same model
 with one thread (:func:`single_threaded_overlaps`). Under a CPU quota (a
 container's CPU limit) "a thread per core" means the quota's cores, not the
 machine's (:mod:`framewire.common.cpus`).
+
+Between the parallel parts of a run, ONNX Runtime's threads look for more
+work; by default they spin for a long time first, and keep a core busy long
+after the run. framewire has them sleep at once, or spin for ``spin_wait``
+first (:func:`spinning_entries`): then runs back to back no longer wait for
+their threads to wake, and between runs the threads still sleep.
 """
 
 from __future__ import annotations
@@ -56,6 +62,26 @@ _ORT_TYPES = {
 }
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
+# The first ONNX Runtime that bounds its threads' spinning
+# (session.intra_op.spin_duration_us); an older one ignores the bound and would
+# spin for as long as it always did, so there spinning stays off.
+BOUNDED_SPIN_SINCE = (1, 26)
+
+
+def spinning_entries(spin_wait: float, runtime_version: str) -> dict[str, str]:
+    """The session config entries that let ONNX Runtime's intra-op threads spin for
+    ``spin_wait`` seconds before they sleep (0: no spinning), on ``runtime_version``."""
+    try:
+        release = tuple(int(part) for part in runtime_version.split(".")[:2])
+    except ValueError:
+        release = (0, 0)  # an unreadable version: assume the oldest
+    micros = round(spin_wait * 1_000_000)
+    if micros <= 0 or release < BOUNDED_SPIN_SINCE:
+        return {"session.intra_op.allow_spinning": "0"}
+    return {
+        "session.intra_op.allow_spinning": "1",
+        "session.intra_op.spin_duration_us": str(micros),
+    }
 
 
 class Backend(abc.ABC):
@@ -106,7 +132,7 @@ class OnnxRuntimeBackend(Backend):
         *,
         intra_op_threads: int,
         device: str,
-        spin_wait: bool = False,
+        spin_wait: float = 0.0,
         concurrent_runs: int = 1,
     ) -> None:
         import onnxruntime  # noqa: PLC0415 - only this backend needs it
@@ -119,15 +145,23 @@ class OnnxRuntimeBackend(Backend):
             )
         providers = [_CUDA, _CPU] if device != "cpu" and _CUDA in available else [_CPU]
 
+        spinning = spinning_entries(spin_wait, onnxruntime.__version__)
+        if spin_wait > 0 and "session.intra_op.spin_duration_us" not in spinning:
+            _LOGGER.warning(
+                "onnxruntime %s cannot bound its threads' spinning (1.26 or later can): "
+                "--spin-wait is ignored and the threads sleep at once",
+                onnxruntime.__version__,
+            )
+
         def open_session(threads: int) -> Any:
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
             options.log_severity_level = 3  # errors only: no warnings on stderr for every model
-            # Spinning threads would compete with the decode threads for the same cores.
-            spinning = "1" if spin_wait else "0"
-            options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
-            options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
+            for key, value in spinning.items():
+                options.add_session_config_entry(key, value)
+            # One inter-op thread (sequential execution): there is no pool to spin.
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
             options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
             try:
                 return onnxruntime.InferenceSession(str(path), options, providers=providers)

@@ -19,7 +19,7 @@ from pathlib import Path
 from framewire.common.contract import MAX_FRAME_PIXELS, PIPELINE_DEPTH
 from framewire.common.cpus import usable_cores
 from framewire.common.serving import ListenConfig, SecurityConfig
-from framewire.common.settings import option
+from framewire.common.settings import option, parse_duration
 from framewire.common.transport import TransportConfig
 from framewire.inference.heads import SsdHead, YoloV8Head
 
@@ -38,6 +38,9 @@ MAX_BATCH_LIMIT = 64
 # Decode threads when none are configured: one per core up to this many; more
 # would only compete with the model's own threads.
 MAX_DEFAULT_DECODE_THREADS = 8
+# The longest --spin-wait: ONNX Runtime's threads spinning longer than this between
+# runs only burn a core that another process (or the decode threads) could use.
+MAX_SPIN_WAIT = 0.1
 
 
 def default_engine_cache() -> Path:
@@ -146,10 +149,12 @@ class EngineConfig:
         "CPU quota (a container's CPU limit) the quota's cores. For opencv "
         "this sets OpenCV's process-wide thread count",
     )
-    spin_wait: bool = option(
-        False,
-        "let onnxruntime's threads spin between parallel sections: a little lower latency on "
-        "an idle machine, CPU taken from decoding and other processes otherwise",
+    spin_wait: float = option(
+        0.0,
+        "how long onnxruntime's idle threads spin for more work before they sleep, up to "
+        f"{MAX_SPIN_WAIT:g}s (onnxruntime 1.26 or later): 1ms serves a lone camera that keeps "
+        "the model busy more frames for more CPU; 0: they sleep at once",
+        parse=parse_duration,
     )
     decode_threads: int = option(
         0,
@@ -188,6 +193,10 @@ class EngineConfig:
             raise ValueError("max_image_pixels and max_image_pixels_per_byte must be at least 1")
         if self.intra_op_threads < 0 or self.decode_threads < 0:
             raise ValueError("intra_op_threads and decode_threads must not be negative")
+        if math.isnan(self.spin_wait) or not 0.0 <= self.spin_wait <= MAX_SPIN_WAIT:
+            raise ValueError(
+                f"spin_wait must be within 0..{MAX_SPIN_WAIT:g} s, not {self.spin_wait}"
+            )
         if self.workspace_mib < 1:
             raise ValueError("workspace_mib must be at least 1")
         if self.concurrent_batches < 1:
