@@ -45,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from framewire.common.cpus import quota_cap, usable_cores
-from framewire.inference.config import EngineConfig
+from framewire.inference.config import BOUNDED_SPIN_SINCE, EngineConfig
 from framewire.inference.models import ModelFiles
 from framewire.inference.signature import ModelSignature, TensorInfo, read_onnx_signature
 
@@ -62,10 +62,6 @@ _ORT_TYPES = {
 }
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
-# The first ONNX Runtime that bounds its threads' spinning
-# (session.intra_op.spin_duration_us); an older one ignores the bound and would
-# spin for as long as it always did, so there spinning stays off.
-BOUNDED_SPIN_SINCE = (1, 26)
 
 
 def spinning_entries(spin_wait: float, runtime_version: str) -> dict[str, str]:
@@ -148,9 +144,10 @@ class OnnxRuntimeBackend(Backend):
         spinning = spinning_entries(spin_wait, onnxruntime.__version__)
         if spin_wait > 0 and "session.intra_op.spin_duration_us" not in spinning:
             _LOGGER.warning(
-                "onnxruntime %s cannot bound its threads' spinning (1.26 or later can): "
+                "onnxruntime %s cannot bound its threads' spinning (%s or later can): "
                 "--spin-wait is ignored and the threads sleep at once",
                 onnxruntime.__version__,
+                ".".join(map(str, BOUNDED_SPIN_SINCE)),
             )
 
         def open_session(threads: int) -> Any:

@@ -41,6 +41,10 @@ MAX_DEFAULT_DECODE_THREADS = 8
 # The longest --spin-wait: ONNX Runtime's threads spinning longer than this between
 # runs only burn a core that another process (or the decode threads) could use.
 MAX_SPIN_WAIT = 0.1
+# The first ONNX Runtime that bounds its threads' spinning
+# (session.intra_op.spin_duration_us); an older one ignores the bound and would
+# spin for as long as it always did, so there --spin-wait is ignored.
+BOUNDED_SPIN_SINCE = (1, 26)
 
 
 def default_engine_cache() -> Path:
@@ -152,8 +156,9 @@ class EngineConfig:
     spin_wait: float = option(
         0.0,
         "how long onnxruntime's idle threads spin for more work before they sleep, up to "
-        f"{MAX_SPIN_WAIT:g}s (onnxruntime 1.26 or later): 1ms serves a lone camera that keeps "
-        "the model busy more frames for more CPU; 0: they sleep at once",
+        f"{MAX_SPIN_WAIT:g}s (onnxruntime {'.'.join(map(str, BOUNDED_SPIN_SINCE))} or later): "
+        "1ms serves a lone camera that keeps the model busy more frames for more CPU; "
+        "0: they sleep at once",
         parse=parse_duration,
     )
     decode_threads: int = option(
