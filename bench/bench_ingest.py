@@ -28,6 +28,10 @@
 8. workers: `ingest --workers 2` against 1 in front of a null model, and
    what one worker does per core: its CPU time per frame answered against a
    bare grpc.aio echo's per message, a ratio that carries over to other CPUs.
+9. spin: `serve --spin-wait 1ms` (ONNX Runtime's threads spin 1 ms before they
+   sleep) against the default (they sleep at once), both against the plain loop
+   of `plain`: a lone camera at 60 fps, which keeps the model busy, and 4 x 30
+   fps (2x overload). Frames served / the plain loop's, and the machine's busy share.
 
 Servers run as subprocesses (`framewire serve`, through the harness the tests
 use, tests/harness.py), the load from this process, so the server has a core of
@@ -1052,6 +1056,46 @@ def versus_plain(frames: list[tuple[bytes, int, int]], duration: float, rounds: 
     )
 
 
+SPIN_WAIT = "1ms"
+
+
+def spin_wait(frames: list[tuple[bytes, int, int]], duration: float, rounds: int) -> None:
+    print(
+        f"\n== --spin-wait {SPIN_WAIT} against the default (no spinning): ORT SSD behind serve, "
+        "frames served / the plain loop's"
+    )
+    model = ("--model", str(SSD_ONNX), "--backend", "onnxruntime")
+    variants = {"no spin": (), f"spin {SPIN_WAIT}": ("--spin-wait", SPIN_WAIT)}
+    loads = {"1 x 60 fps": (1, 60.0), "4 x 30 fps": (4, 30.0)}
+    ports = {name: free_port() for name in variants}
+    plain_port = free_port()
+    plain_command = [
+        sys.executable, "-m", "bench.baselines", "plain", str(plain_port), str(SSD_ONNX),
+    ]  # fmt: skip
+    shares: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    with contextlib.ExitStack() as servers:
+        for name, options in variants.items():
+            servers.enter_context(serve(ports[name], -1, *model, *options))
+        servers.enter_context(subprocess_server(plain_command, "serving"))
+        for port in ports.values():  # warm up
+            framewire_cameras(port, frames, count=4, fps=15.0, duration=2.0)
+        for round_ in range(rounds):  # interleaved, so drift hits all alike
+            for label, (count, fps) in loads.items():
+                theirs = plain_cameras(plain_port, frames, count=count, fps=fps, duration=duration)
+                line = f"   round {round_ + 1} {label}: plain {theirs.served:5.1f}/s"
+                for name, port in ports.items():
+                    mine = framewire_cameras(port, frames, count=count, fps=fps, duration=duration)
+                    shares.setdefault((label, name), []).append(
+                        (mine.served / theirs.served, mine.busy)
+                    )
+                    line += f" | {name} {mine.served:5.1f}/s busy {mine.busy:4.0%}"
+                print(f"{line} (plain busy {theirs.busy:4.0%})", flush=True)
+    for (label, name), values in shares.items():
+        served = statistics.median(ratio for ratio, _ in values)
+        busy = statistics.median(share for _, share in values)
+        print(f"   -- {label}, {name}: frames served / plain {served:.2f}, machine busy {busy:.0%}")
+
+
 # One way between ingest and a GPU-like model in another place: a 20 ms round trip, as across
 # zones; longer than the quarter of a batch that a held batch starts out leaving early.
 MODEL_LINK_DELAY = 0.010
@@ -1171,6 +1215,7 @@ SECTIONS = (
     "plain",
     "model-bound",
     "overload",
+    "spin",
 )
 
 
@@ -1207,12 +1252,14 @@ def main(argv: list[str]) -> int:
         flow_hints(15.0 if arguments.quick else 40.0)
     if "gpu-like" in chosen:
         simulated_gpu(frames, duration, rounds=rounds)
-    needs_onnx = chosen & {"plain", "model-bound", "overload"}
+    needs_onnx = chosen & {"plain", "model-bound", "overload", "spin"}
     if needs_onnx and not SSD_ONNX.is_file():
         print(f"\n{', '.join(sorted(needs_onnx))} skipped: {SSD_ONNX} is absent (ASSETS.md)")
         return 0
     if "plain" in chosen:
         versus_plain(frames, duration, rounds=rounds)
+    if "spin" in chosen:
+        spin_wait(frames, duration, rounds=rounds)
     if chosen & {"model-bound", "overload"}:
         capacity = model_bound(frames, duration, rounds=rounds)
         if "overload" in chosen:
