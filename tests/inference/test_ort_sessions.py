@@ -160,6 +160,10 @@ OFF = {"session.intra_op.allow_spinning": "0"}
         (0.001, "1.27.0.dev20260501", {"session.intra_op.allow_spinning": "1",
                                        "session.intra_op.spin_duration_us": "1000"}),
         (0.0, "1.32.0", OFF),  # --spin-wait 0
+        # Under a microsecond still spins (0 would read as "no bound" to some and "off" to
+        # others), for the shortest bound there is.
+        (1e-9, "1.26.0", {"session.intra_op.allow_spinning": "1",
+                          "session.intra_op.spin_duration_us": "1"}),
         # Before 1.26 the bound is ignored and threads would spin as long as they always did.
         (0.001, "1.25.1", OFF),
         (0.001, "1.9.0", OFF),

@@ -71,12 +71,13 @@ def spinning_entries(spin_wait: float, runtime_version: str) -> dict[str, str]:
         release = tuple(int(part) for part in runtime_version.split(".")[:2])
     except ValueError:
         release = (0, 0)  # an unreadable version: assume the oldest
-    micros = round(spin_wait * 1_000_000)
-    if micros <= 0 or release < BOUNDED_SPIN_SINCE:
+    if spin_wait <= 0 or release < BOUNDED_SPIN_SINCE:
         return {"session.intra_op.allow_spinning": "0"}
     return {
         "session.intra_op.allow_spinning": "1",
-        "session.intra_op.spin_duration_us": str(micros),
+        # A wait under a microsecond still spins (for the shortest time the runtime
+        # knows): rounding it to 0 would be read as "no bound", not as "off".
+        "session.intra_op.spin_duration_us": str(max(1, round(spin_wait * 1_000_000))),
     }
 
 
