@@ -5,12 +5,20 @@
   (decode, resize to the model's 300x300, RGB) on one shared ONNX Runtime
   session, several calls at once; clients send one frame at a time, always the
   newest (see ``plain_camera``).
+- ``minimal``: framewire's shape with none of its duties, the ceiling of that
+  shape in Python for the transport bench. Each stream's newest frame waits in
+  a slot (an older one is listed as skipped on the stream's next result, as
+  framewire answers a superseded frame); one task takes up to ``MINIMAL_MAX_BATCH`` waiting frames
+  from different streams and hands them to a worker thread, up to
+  ``MINIMAL_WORKERS`` batches at once; each stream's writer sends the answers.
+  No validation, limits, ordering, accounting, metrics, hints or timings.
 - ``simulated-gpu``: framewire's own InferenceService with an engine whose
   batches cost a fixed time plus a little per image, as on a GPU, and detect
   nothing; ingest in front of it shows whether batches grow when growing them
   is cheap.
 
-Run as ``python -m bench.baselines plain PORT MODEL`` or
+Run as ``python -m bench.baselines plain PORT MODEL``,
+``python -m bench.baselines minimal PORT`` or
 ``python -m bench.baselines simulated-gpu PORT [MERGE_CALLS CONCURRENT_BATCHES]``
 (the server's settings; by default ``SIMULATED_SERVER``); each prints "serving"
 when ready.
@@ -19,6 +27,8 @@ when ready.
 from __future__ import annotations
 
 import asyncio
+import collections
+import itertools
 import sys
 import threading
 import time
@@ -31,17 +41,29 @@ import grpc
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from framewire.common.memory import keep_large_buffers
 from framewire.common.protoutil import duration
 from framewire.common.serving import ListenConfig
 from framewire.common.serving import run as run_server
+from framewire.common.transport import TransportConfig, server_options
 from framewire.inference.backends import Backend
 from framewire.inference.config import EngineConfig, InferenceServerConfig
 from framewire.inference.engine import Engine
 from framewire.inference.signature import ModelSignature
-from framewire.v1 import common_pb2, inference_service_pb2, inference_service_pb2_grpc
+from framewire.v1 import (
+    common_pb2,
+    inference_service_pb2,
+    inference_service_pb2_grpc,
+    ingest_service_pb2,
+    ingest_service_pb2_grpc,
+)
 from framewire.v1.inference_service_pb2 import DetectRequest, DetectResponse
 
 PLAIN_THREADS = 4
+# The minimal batcher: as `serve` runs the null model on this project's 2 cores (one
+# batch per core) with ingest's default batch limit.
+MINIMAL_WORKERS = 2
+MINIMAL_MAX_BATCH = 8
 SCORE_THRESHOLD = 0.5
 # The simulated GPU: a batch of n images costs BASE + PER_IMAGE * n seconds.
 SIMULATED_BASE = 0.020
@@ -182,6 +204,112 @@ def serve_simulated_gpu(port: int, merge_calls: str, concurrent_batches: int) ->
     run_server(lambda: serve(config, on_ready=ready, load=SimulatedGpuEngine))
 
 
+class MinimalBatcher(ingest_service_pb2_grpc.IngestServiceServicer):
+    """The ``minimal`` server of the module docstring."""
+
+    def __init__(self) -> None:
+        # Per stream (keyed by its outbox) the newest frame waiting, in the order streams
+        # joined the line.
+        self._line: dict[int, tuple[_MinimalStream, ingest_service_pb2.Frame]] = {}
+        self._wake = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._pool = ThreadPoolExecutor(MINIMAL_WORKERS)
+
+    async def StreamFrames(  # type: ignore[override]  # noqa: N802
+        self, request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        first = await anext(request_iterator)
+        accepted = ingest_service_pb2.StreamAccepted(stream_id=first.config.stream_id)
+        await context.write(ingest_service_pb2.StreamFramesResponse(accepted=accepted))
+        stream = _MinimalStream()
+        reader = asyncio.create_task(self._read(stream, request_iterator))
+        while True:
+            while stream.outbox:
+                await context.write(stream.outbox.popleft())
+            if reader.done() and stream.unanswered == 0:
+                break
+            stream.ready.clear()
+            await stream.ready.wait()
+        await reader  # raises what the reader raised
+
+    async def _read(self, stream: _MinimalStream, requests: Any) -> None:
+        async for request in requests:
+            if not request.HasField("frame"):
+                continue
+            stream.unanswered += 1
+            waiting = self._line.get(id(stream))
+            if waiting is not None:  # replaced: it rides on the stream's next result
+                stream.skipped.append(
+                    ingest_service_pb2.SkippedFrame(
+                        seq=waiting[1].seq, reason=ingest_service_pb2.SKIP_REASON_SUPERSEDED
+                    )
+                )
+            self._line[id(stream)] = (stream, request.frame)
+            self._wake.set()
+        stream.ready.set()
+
+    async def run(self) -> None:
+        """Sends a batch whenever frames wait and a worker is free; runs until cancelled."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._line and len(self._in_flight) < MINIMAL_WORKERS:
+                keys = list(itertools.islice(self._line, MINIMAL_MAX_BATCH))
+                task = asyncio.create_task(self._run([self._line.pop(key) for key in keys]))
+                self._in_flight.add(task)
+                task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        task.result()  # a failure must not pass silently
+        self._wake.set()
+
+    async def _run(self, batch: list[tuple[_MinimalStream, ingest_service_pb2.Frame]]) -> None:
+        frames = [frame for _, frame in batch]
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._pool, _no_model, frames)
+        for stream, frame in batch:
+            result = ingest_service_pb2.FrameResult(
+                seq=frame.seq,
+                capture_time=frame.capture_time,
+                batch_size=len(batch),
+                skipped=stream.skipped,
+            )
+            stream.unanswered -= 1 + len(stream.skipped)
+            stream.skipped.clear()
+            stream.outbox.append(ingest_service_pb2.StreamFramesResponse(result=result))
+            stream.ready.set()
+
+
+class _MinimalStream:
+    def __init__(self) -> None:
+        self.outbox: collections.deque[ingest_service_pb2.StreamFramesResponse] = (
+            collections.deque()
+        )
+        self.ready = asyncio.Event()
+        self.unanswered = 0
+        self.skipped: list[ingest_service_pb2.SkippedFrame] = []
+
+
+def _no_model(frames: list[ingest_service_pb2.Frame]) -> int:
+    return sum(len(frame.data) for frame in frames)
+
+
+async def _serve_minimal(port: int) -> None:
+    keep_large_buffers()  # as framewire's servers and the echo do
+    server = grpc.aio.server(options=server_options(TransportConfig()))
+    servicer = MinimalBatcher()
+    ingest_service_pb2_grpc.add_IngestServiceServicer_to_server(servicer, server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    batching = asyncio.create_task(servicer.run())
+    print("serving", flush=True)
+    try:
+        await server.wait_for_termination()
+    finally:
+        batching.cancel()
+
+
 async def plain_camera(
     port: int, frames: list[tuple[bytes, int, int]], *, fps: float, duration: float
 ) -> tuple[list[float], int]:
@@ -213,6 +341,9 @@ async def plain_camera(
 def main(argv: list[str]) -> int:
     if len(argv) >= 3 and argv[0] == "plain":
         serve_plain(int(argv[1]), Path(argv[2]))
+        return 0
+    if len(argv) == 2 and argv[0] == "minimal":
+        asyncio.run(_serve_minimal(int(argv[1])))
         return 0
     if len(argv) in (2, 4) and argv[0] == "simulated-gpu":
         mode, slots = (argv[2], int(argv[3])) if len(argv) == 4 else SIMULATED_SERVER

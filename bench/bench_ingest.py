@@ -2,7 +2,10 @@
 
 1. transport: `framewire serve --backend null` (streams, validation, slots,
    batcher, routing, metrics; no model) against a bare grpc.aio echo of the
-   same StreamFrames messages. Frames/s ratio (goal >= 0.8) and added p50.
+   same StreamFrames messages. Frames/s ratio (goal >= 0.8) and added p50. Between
+   them, the minimal batcher of bench/baselines.py: framewire's shape (a frame slot
+   per stream, batches on worker threads) with none of its duties, so the ratio
+   splits into what the shape costs and what the duties cost.
 2. model-bound: `framewire serve` with SSD MobileNet v2 on ONNX Runtime,
    fed by 4 agent-like streams, against the bare ONNX Runtime session on
    pre-decoded tensors at the batch size ingest formed. Ratio (goal >= 0.9).
@@ -345,36 +348,59 @@ def verdict(ok: bool) -> str:
     return "meets the goal" if ok else "MISSES the goal"
 
 
+def minimal_batcher(port: int) -> AbstractContextManager[Process]:
+    command = [sys.executable, "-m", "bench.baselines", "minimal", str(port)]
+    return subprocess_server(command, "serving")
+
+
 def transport(frames: list[tuple[bytes, int, int]], duration: float, rounds: int) -> None:
+    """serve's null model against the echo, and against the minimal batcher
+    (bench.baselines): what framewire's shape costs, and what its duties cost."""
     for streams, window in ((4, 4), (64, 2)):
         print(
-            f"\n== transport: serve --backend null vs a bare grpc.aio echo ({streams} streams, "
-            f"window {window}, each on its own connection)"
+            f"\n== transport: serve --backend null vs a bare grpc.aio echo and a minimal "
+            f"batcher ({streams} streams, window {window}, each on its own connection)"
         )
         load = {"streams": streams, "rate": None, "window": window}
-        echo_port, serve_port = free_port(), free_port()
-        ratios, added = [], []
-        with echo(echo_port), serve(serve_port, -1, "--backend", "null", "--max-streams", "128"):
-            measure(echo_port, frames, 1.0, **load)  # warm up both
-            measure(serve_port, frames, 1.0, **load)
-            for round_ in range(rounds):  # interleaved, so drift hits both alike
+        echo_port, minimal_port, serve_port = free_port(), free_port(), free_port()
+        ratios, shape, duties, added = [], [], [], []
+        with (
+            echo(echo_port),
+            minimal_batcher(minimal_port),
+            serve(serve_port, -1, "--backend", "null", "--max-streams", "128"),
+        ):
+            for port in (echo_port, minimal_port, serve_port):  # warm up all three
+                measure(port, frames, 1.0, **load)
+            for round_ in range(rounds):  # interleaved, so drift hits all alike
                 bare = measure(echo_port, frames, duration, **load)
+                least = measure(minimal_port, frames, duration, **load)
                 ours = measure(serve_port, frames, duration, **load)
                 ratios.append(ours.frames_per_second / bare.frames_per_second)
+                shape.append(least.frames_per_second / bare.frames_per_second)
+                duties.append(ours.frames_per_second / least.frames_per_second)
                 added.append(ours.p50 - bare.p50)
-                sent = sum(log.sent for log in ours.logs)
-                skipped = sum(log.skipped for log in ours.logs) / max(1, sent)
                 print(
                     f"   round {round_ + 1}: echo {bare.frames_per_second:7.0f} frames/s "
-                    f"p50 {bare.p50 * 1000:5.1f} ms | serve(null) {ours.frames_per_second:7.0f} "
-                    f"frames/s p50 {ours.p50 * 1000:5.1f} ms, {skipped:.0%} of the frames sent "
-                    f"skipped (superseded or stale) | accounted {ours.accounted}"
+                    f"p50 {bare.p50 * 1000:5.1f} ms | minimal {least.frames_per_second:7.0f} "
+                    f"frames/s, {skipped_share(least):.0%} skipped | serve(null) "
+                    f"{ours.frames_per_second:7.0f} frames/s p50 {ours.p50 * 1000:5.1f} ms, "
+                    f"{skipped_share(ours):.0%} of the frames sent skipped (superseded or "
+                    f"stale) | accounted {ours.accounted} {least.accounted}"
                 )
         ratio = statistics.median(ratios)
         print(
             f"   serve/echo frames/s ratio {ratio:.2f} (goal >= 0.8: {verdict(ratio >= 0.8)}); "
-            f"added p50 latency {statistics.median(added) * 1000:.1f} ms"
+            f"added p50 latency {statistics.median(added) * 1000:.1f} ms\n"
+            f"   minimal/echo {statistics.median(shape):.2f} (the shape's ceiling: a frame "
+            f"slot per stream, batches on worker threads, no duties); serve/minimal "
+            f"{statistics.median(duties):.2f} (what framewire's validation, ordering, "
+            "accounting, metrics and timings leave)"
         )
+
+
+def skipped_share(outcome: Outcome) -> float:
+    sent = sum(log.sent for log in outcome.logs)
+    return sum(log.skipped for log in outcome.logs) / max(1, sent)
 
 
 def model_bound(frames: list[tuple[bytes, int, int]], duration: float, rounds: int) -> float:
