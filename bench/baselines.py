@@ -226,27 +226,29 @@ class MinimalBatcher(ingest_service_pb2_grpc.IngestServiceServicer):
         while True:
             while stream.outbox:
                 await context.write(stream.outbox.popleft())
-            if reader.done() and stream.unanswered == 0:
+            if reader.done() and (stream.unanswered == 0 or reader.exception() is not None):
                 break
             stream.ready.clear()
             await stream.ready.wait()
         await reader  # raises what the reader raised
 
     async def _read(self, stream: _MinimalStream, requests: Any) -> None:
-        async for request in requests:
-            if not request.HasField("frame"):
-                continue
-            stream.unanswered += 1
-            waiting = self._line.get(id(stream))
-            if waiting is not None:  # replaced: it rides on the stream's next result
-                stream.skipped.append(
-                    ingest_service_pb2.SkippedFrame(
-                        seq=waiting[1].seq, reason=ingest_service_pb2.SKIP_REASON_SUPERSEDED
+        try:
+            async for request in requests:
+                if not request.HasField("frame"):
+                    continue
+                stream.unanswered += 1
+                waiting = self._line.get(id(stream))
+                if waiting is not None:  # replaced: it rides on the stream's next result
+                    stream.skipped.append(
+                        ingest_service_pb2.SkippedFrame(
+                            seq=waiting[1].seq, reason=ingest_service_pb2.SKIP_REASON_SUPERSEDED
+                        )
                     )
-                )
-            self._line[id(stream)] = (stream, request.frame)
-            self._wake.set()
-        stream.ready.set()
+                self._line[id(stream)] = (stream, request.frame)
+                self._wake.set()
+        finally:
+            stream.ready.set()  # the writer sees the reader done (and re-raises its error)
 
     async def run(self) -> None:
         """Sends a batch whenever frames wait and a worker is free; runs until cancelled."""
