@@ -21,7 +21,7 @@ def image(data: bytes, width: int = 0, height: int = 0) -> inference_service_pb2
 
 def refusal(data: bytes, config: EngineConfig) -> FramewireError:
     with pytest.raises(FramewireError) as raised:
-        check_header(image(data), config)
+        check_header(image(data), data, config)
     return raised.value
 
 
@@ -34,7 +34,7 @@ def test_a_tiny_body_claiming_4096x4096_is_refused_before_decoding() -> None:
     assert "cannot hold a 4096x4096 JPEG" in error.message
     # The limit is the engine's own setting.
     lenient = EngineConfig(backend="null", max_image_pixels_per_byte=10**6)
-    assert check_header(image(bytes(data)), lenient).pixels == 4096 * 4096
+    assert check_header(image(bytes(data)), bytes(data), lenient).pixels == 4096 * 4096
 
 
 def test_a_flood_of_empty_segments_is_refused() -> None:
@@ -48,5 +48,5 @@ def test_real_images_pass_declared_or_not() -> None:
     pixels = np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8)
     data = cv2.imencode(".jpg", pixels)[1].tobytes()
     config = EngineConfig(backend="null")
-    assert check_header(image(data), config).pixels == 64 * 48
-    assert check_header(image(data, 64, 48), config).pixels == 64 * 48
+    assert check_header(image(data), data, config).pixels == 64 * 48
+    assert check_header(image(data, 64, 48), data, config).pixels == 64 * 48

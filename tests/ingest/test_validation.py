@@ -159,15 +159,15 @@ def test_bad_configs(config: dict[str, object], code: grpc.StatusCode, words: st
 def test_frames_that_end_the_stream(
     bad: ingest_service_pb2.Frame, last_seq: int, code: grpc.StatusCode, words: str
 ) -> None:
-    got_code, text = code_of(lambda: check_frame(bad, last_seq, LIMITS))
+    got_code, text = code_of(lambda: check_frame(bad, bad.data, last_seq, LIMITS))
     assert got_code == code
     assert words in text
 
 
 def test_good_frame_passes() -> None:
     good = frame(seq=4, kept_regions=[common_pb2.BoundingBox(x_min=0.1, x_max=0.2, y_max=1)])
-    check_frame(good, 3, LIMITS)
-    assert check_image(good, LIMITS) is None
+    check_frame(good, good.data, 3, LIMITS)
+    assert check_image(good, good.data, LIMITS) is None
 
 
 @pytest.mark.parametrize(
@@ -186,7 +186,7 @@ def test_good_frame_passes() -> None:
 def test_frames_that_fail_alone(
     bad: ingest_service_pb2.Frame, code: grpc.StatusCode, words: str
 ) -> None:
-    problem = check_image(bad, LIMITS)
+    problem = check_image(bad, bad.data, LIMITS)
     assert problem is not None
     assert problem.code == code
     assert words in problem.message
@@ -209,13 +209,14 @@ def test_reports() -> None:
 def test_zero_width_and_height_mean_read_it_from_the_header() -> None:
     # Issue 11: a client without a JPEG header reader (Node) sends 0; Image does the same.
     undeclared = frame(width=0, height=0)
-    check_frame(undeclared, 0, LIMITS)
-    assert check_image(undeclared, LIMITS) is None
+    check_frame(undeclared, undeclared.data, 0, LIMITS)
+    assert check_image(undeclared, undeclared.data, LIMITS) is None
     assert (undeclared.width, undeclared.height) == (64, 48)
     half = frame(width=64, height=0)
-    assert check_image(half, LIMITS) is None
+    assert check_image(half, half.data, LIMITS) is None
     assert (half.width, half.height) == (64, 48)
-    wrong = check_image(frame(width=0, height=47), LIMITS)
+    odd = frame(width=0, height=47)
+    wrong = check_image(odd, odd.data, LIMITS)
     assert wrong is not None
     assert wrong.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "declares ?x47 but its JPEG header says 64x48" in wrong.message
@@ -223,10 +224,12 @@ def test_zero_width_and_height_mean_read_it_from_the_header() -> None:
 
 def test_capture_time_skew_is_checked_only_when_configured() -> None:
     hour_ago = timestamp_from_ns(time.time_ns() - 3600 * 10**9)
-    check_frame(frame(capture_time=hour_ago), 0, LIMITS)  # unsynchronized clocks are fine
+    old = frame(capture_time=hour_ago)
+    check_frame(old, old.data, 0, LIMITS)  # unsynchronized clocks are fine
     strict = IngestConfig(max_capture_time_skew=60.0)
-    check_frame(frame(), 0, strict)
-    code, text = code_of(lambda: check_frame(frame(capture_time=hour_ago), 0, strict))
+    now = frame()
+    check_frame(now, now.data, 0, strict)
+    code, text = code_of(lambda: check_frame(old, old.data, 0, strict))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "-3600" in text
     assert "synchronize" in text
@@ -250,8 +253,8 @@ def test_a_few_hundred_bytes_claiming_4096x4096_fail_alone() -> None:
     data = with_declared_size(jpeg(16, 16), 4096, 4096)
     assert len(data) < 1000
     crafted = frame(width=4096, height=4096, data=data)
-    check_frame(crafted, 0, limits)
-    problem = check_image(crafted, limits)
+    check_frame(crafted, crafted.data, 0, limits)
+    problem = check_image(crafted, crafted.data, limits)
     assert problem is not None
     assert problem.code == grpc.StatusCode.INVALID_ARGUMENT
     assert f"{len(data)} bytes cannot hold a 4096x4096 JPEG" in problem.message
@@ -275,4 +278,4 @@ def test_the_densest_real_jpeg_passes(channels: int) -> None:
     limits = IngestConfig()
     assert 4096 * 4096 / len(data) > 150  # within a factor of 7 of the limit
     dense = frame(width=4096, height=4096, data=data)
-    assert check_image(dense, limits) is None
+    assert check_image(dense, dense.data, limits) is None

@@ -270,7 +270,7 @@ class NullEngine(Engine):
     ) -> None:
         for index in options:
             try:
-                check_header(images[index], self.config)
+                check_header(images[index], images[index].data, self.config)
             except FramewireError as error:
                 errors[index] = error
 
@@ -360,8 +360,9 @@ class ModelEngine(LoadedModelEngine):
     ) -> _Prepared:
         """Checks, decodes and fits one image into ``batch[slot]`` (on the decode pool)."""
         started = time.perf_counter()
-        header = check_header(image, self.config)
-        pixels = decode_rgb(image.data)
+        data = image.data  # once: every read of the field copies the bytes
+        header = check_header(image, data, self.config)
+        pixels = decode_rgb(data)
         if pixels.shape[:2] != (header.height, header.width):
             raise invalid_argument(
                 f"the JPEG decodes to {pixels.shape[1]}x{pixels.shape[0]} pixels but its header "

@@ -318,11 +318,12 @@ class Hub(ingest_service_pb2_grpc.IngestServiceServicer):
 
     def _on_frame(self, stream: _Stream, frame: ingest_service_pb2.Frame) -> None:
         session = stream.session
-        check_frame(frame, session.last_seq, self._config)
+        data = frame.data  # once: every read of the field copies the bytes
+        check_frame(frame, data, session.last_seq, self._config)
         self._metrics.frames_received.inc()
-        self._metrics.frame_bytes.inc(len(frame.data))
-        problem = check_image(frame, self._config)  # fills in a width or height of 0
-        stream.hints.saw_frame(frame.width, frame.height, len(frame.data))
+        self._metrics.frame_bytes.inc(len(data))
+        problem = check_image(frame, data, self._config)  # fills in a width or height of 0
+        stream.hints.saw_frame(frame.width, frame.height, len(data))
         if problem is not None:
             session.reject(frame, problem)
         elif session.accept(frame, time.monotonic()):

@@ -84,10 +84,14 @@ def stream_settings(
     )
 
 
-def check_frame(frame: ingest_service_pb2.Frame, last_seq: int, limits: IngestConfig) -> None:
+def check_frame(
+    frame: ingest_service_pb2.Frame, data: bytes, last_seq: int, limits: IngestConfig
+) -> None:
     """Raises the error that ends the stream when a frame breaks a protocol rule or limit.
 
-    A width or height of 0 means "read it from the JPEG header" (see check_image).
+    ``data`` is ``frame.data``, read once by the caller: every read of a bytes
+    field copies it (a 300 kB frame costs about 5 µs a read). A width or height
+    of 0 means "read it from the JPEG header" (see check_image).
     """
     if frame.seq <= last_seq:
         raise errors.invalid_argument(
@@ -103,11 +107,11 @@ def check_frame(frame: ingest_service_pb2.Frame, last_seq: int, limits: IngestCo
             f"frame {frame.seq} has unsupported encoding {frame.encoding}: "
             "this server accepts ENCODING_JPEG"
         )
-    if not frame.data:
+    if not data:
         raise errors.invalid_argument(f"frame {frame.seq} has no data")
-    if len(frame.data) > limits.max_frame_bytes:
+    if len(data) > limits.max_frame_bytes:
         raise errors.resource_exhausted(
-            f"frame {frame.seq} is {len(frame.data)} bytes, over the limit of "
+            f"frame {frame.seq} is {len(data)} bytes, over the limit of "
             f"{limits.max_frame_bytes}: lower the JPEG quality or the resolution"
         )
     check_capture_time(frame, limits)
@@ -161,14 +165,17 @@ def check_regions(seq: int, regions: Sequence[common_pb2.BoundingBox]) -> None:
             )
 
 
-def check_image(frame: ingest_service_pb2.Frame, limits: IngestConfig) -> FramewireError | None:
-    """Reads the JPEG header; returns the per-frame error when the image is unusable.
+def check_image(
+    frame: ingest_service_pb2.Frame, data: bytes, limits: IngestConfig
+) -> FramewireError | None:
+    """Reads the JPEG header of ``data`` (``frame.data``, see check_frame); returns the
+    per-frame error when the image is unusable.
 
     A declared width or height of 0 means "read it from the header": it is
     filled in from the header here, so everything after sees the real size.
     """
     try:
-        header = read_jpeg_header(frame.data)
+        header = read_jpeg_header(data)
     except ImageFormatError as error:
         return errors.invalid_argument(f"frame {frame.seq}: {error}")
     if (frame.width and frame.width != header.width) or (
@@ -187,9 +194,9 @@ def check_image(frame: ingest_service_pb2.Frame, limits: IngestConfig) -> Framew
         )
     if not header.complete:
         return errors.invalid_argument(f"frame {frame.seq}: the JPEG data is truncated")
-    if header.pixels > len(frame.data) * limits.max_frame_pixels_per_byte:
+    if header.pixels > len(data) * limits.max_frame_pixels_per_byte:
         return errors.invalid_argument(
-            f"frame {frame.seq}: {len(frame.data)} bytes cannot hold a "
+            f"frame {frame.seq}: {len(data)} bytes cannot hold a "
             f"{header.width}x{header.height} JPEG (more than "
             f"{limits.max_frame_pixels_per_byte} pixels per byte): the data is truncated or crafted"
         )

@@ -84,15 +84,17 @@ class GpuEngine(LoadedModelEngine):
     ) -> None:
         started = time.perf_counter()
         headers = {}
+        # Each image's bytes, read once: every read of the field copies them.
+        jpegs = {index: images[index].data for index in options}
         for index in options:
             try:
-                headers[index] = check_header(images[index], self.config)
+                headers[index] = check_header(images[index], jpegs[index], self.config)
             except FramewireError as error:
                 errors[index] = error
         order = list(headers)
         if not order:
             return
-        decoded = decode_jpegs([images[index].data for index in order], self._device)
+        decoded = decode_jpegs([jpegs[index] for index in order], self._device)
         pixels: dict[int, torch.Tensor] = {}
         for index, image in zip(order, decoded, strict=True):
             header = headers[index]
