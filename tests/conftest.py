@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,25 @@ def vtest_path() -> Path:
         return vtest_video()
     except AssetMissing as missing:
         pytest.skip(str(missing))
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored() -> Iterator[None]:
+    """Takes off the root logger what a test put there (a command's ``main()`` sets up
+    logging), and restores its level.
+
+    The handler such a test leaves writes to the stderr pytest captured for that
+    test, which is closed once it ends: every later record (a server thread of a
+    module's fixture logging a stream's end, say) would be a "Logging error".
+    pytest's own handlers come and go with each phase of a test and are left to it.
+    """
+    root = logging.getLogger()
+    handlers, level = set(root.handlers), root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers and not type(handler).__module__.startswith("_pytest"):
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
