@@ -208,8 +208,8 @@ class MinimalBatcher(ingest_service_pb2_grpc.IngestServiceServicer):
     """The ``minimal`` server of the module docstring."""
 
     def __init__(self) -> None:
-        # Per stream (keyed by its outbox) the newest frame waiting, in the order streams
-        # joined the line.
+        # Per stream (keyed by the id of its _MinimalStream) the newest frame waiting, in
+        # the order the streams joined the line.
         self._line: dict[int, tuple[_MinimalStream, ingest_service_pb2.Frame]] = {}
         self._wake = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
