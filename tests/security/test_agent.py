@@ -7,6 +7,7 @@ the kind is retried until --connect-timeout like a network failure.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -195,8 +196,15 @@ def test_the_command_exits_with_auth_refused_and_says_why(
 
 
 def test_a_rotated_token_reconnects_instead_of_ending_the_agent(
-    pki: Pki, images: Path, device_token: Path, tmp_path: Path
+    pki: Pki,
+    images: Path,
+    device_token: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # This test failed now and then in CI's full run (a timeout, cause not found): the
+    # INFO records (token file reloads, streams opened and closed) go with a failure.
+    caplog.set_level(logging.INFO, logger="framewire")
     tokens = tmp_path / "rotating-tokens"
     write_tokens(tokens, [DEVICE])
     server = serve_null(
@@ -219,11 +227,16 @@ def test_a_rotated_token_reconnects_instead_of_ending_the_agent(
         staging.write_text(successor.token + "\n")
         os.replace(staging, device_token)
         write_tokens(tokens, [successor])
-        wait_until(
-            lambda: running.connected and running.ledger.processed >= 4 and _reconnected(running),
-            20,
-            "the agent to come back with the new token",
-        )
+        try:
+            wait_until(
+                lambda: (
+                    running.connected and running.ledger.processed >= 4 and _reconnected(running)
+                ),
+                20,
+                "the agent to come back with the new token",
+            )
+        except AssertionError as timeout:
+            raise AssertionError(f"{timeout}: {_state(running, worker, outcome, server)}") from None
     finally:
         running.stop()
         worker.join(30)
@@ -242,6 +255,25 @@ def _run(running: EdgeAgent) -> object:
 
 def _reconnected(running: EdgeAgent) -> bool:
     return running.summary(0.0).reconnects >= 1
+
+
+def _state(
+    running: EdgeAgent,
+    worker: threading.Thread,
+    outcome: list[object],
+    server: ServerThread[IngestServer],
+) -> str:
+    """What the agent and the server's token books say, for a failure message."""
+    ended = "still running" if worker.is_alive() else f"ended with {outcome!r}"
+    books = server.server.grpc_server.authenticator
+    assert books is not None
+    return (
+        f"the agent is {ended}, connected {running.connected}, "
+        f"{running.ledger.processed} frames answered, "
+        f"{running.summary(0.0).reconnects} reconnects; the server reloaded its token file "
+        f"{books.reloads} times and has {books.open_streams('lobby-cams')} streams open under "
+        f"the old token, {books.open_streams('lobby-cams-2')} under the new"
+    )
 
 
 def test_tls_alone_trusts_the_system_roots(
