@@ -5,6 +5,8 @@
   (decode, resize to the model's 300x300, RGB) on one shared ONNX Runtime
   session, several calls at once; clients send one frame at a time, always the
   newest (see ``plain_camera``).
+- ``echo``: the floor of the transport bench, a bare grpc.aio IngestService that
+  answers each frame at once, with no validation, slots, batching or metrics.
 - ``minimal``: framewire's shape with none of its duties, the ceiling of that
   shape in Python for the transport bench. Each stream's newest frame waits in
   a slot (an older one is listed as skipped on the stream's next result, as
@@ -18,7 +20,7 @@
   is cheap.
 
 Run as ``python -m bench.baselines plain PORT MODEL``,
-``python -m bench.baselines minimal PORT`` or
+``python -m bench.baselines echo PORT``, ``python -m bench.baselines minimal PORT`` or
 ``python -m bench.baselines simulated-gpu PORT [MERGE_CALLS CONCURRENT_BATCHES]``
 (the server's settings; by default ``SIMULATED_SERVER``); each prints "serving"
 when ready.
@@ -204,6 +206,23 @@ def serve_simulated_gpu(port: int, merge_calls: str, concurrent_batches: int) ->
     run_server(lambda: serve(config, on_ready=ready, load=SimulatedGpuEngine))
 
 
+class EchoServicer(ingest_service_pb2_grpc.IngestServiceServicer):
+    """The ``echo`` server of the module docstring."""
+
+    async def StreamFrames(  # type: ignore[override]  # noqa: N802
+        self, request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        async for request in request_iterator:
+            if request.HasField("config"):
+                accepted = ingest_service_pb2.StreamAccepted(stream_id=request.config.stream_id)
+                await context.write(ingest_service_pb2.StreamFramesResponse(accepted=accepted))
+            elif request.HasField("frame"):
+                result = ingest_service_pb2.FrameResult(
+                    seq=request.frame.seq, capture_time=request.frame.capture_time, batch_size=1
+                )
+                await context.write(ingest_service_pb2.StreamFramesResponse(result=result))
+
+
 class MinimalBatcher(ingest_service_pb2_grpc.IngestServiceServicer):
     """The ``minimal`` server of the module docstring."""
 
@@ -297,19 +316,25 @@ def _no_model(frames: list[ingest_service_pb2.Frame]) -> int:
     return sum(len(frame.data) for frame in frames)
 
 
-async def _serve_minimal(port: int) -> None:
-    keep_large_buffers()  # as framewire's servers and the echo do
+async def _serve_ingest_baseline(name: str, port: int) -> None:
+    """Serves the ``echo`` or ``minimal`` IngestService on loopback ``port`` with the
+    malloc setup and transport options of framewire's servers (serving.run), so the
+    comparison is like for like; prints "serving" when ready."""
+    keep_large_buffers()
     server = grpc.aio.server(options=server_options(TransportConfig()))
-    servicer = MinimalBatcher()
+    servicer = EchoServicer() if name == "echo" else MinimalBatcher()
     ingest_service_pb2_grpc.add_IngestServiceServicer_to_server(servicer, server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
-    batching = asyncio.create_task(servicer.run())
+    background = []
+    if isinstance(servicer, MinimalBatcher):
+        background.append(asyncio.create_task(servicer.run()))
     print("serving", flush=True)
     try:
         await server.wait_for_termination()
     finally:
-        batching.cancel()
+        for task in background:
+            task.cancel()
 
 
 async def plain_camera(
@@ -344,8 +369,8 @@ def main(argv: list[str]) -> int:
     if len(argv) >= 3 and argv[0] == "plain":
         serve_plain(int(argv[1]), Path(argv[2]))
         return 0
-    if len(argv) == 2 and argv[0] == "minimal":
-        asyncio.run(_serve_minimal(int(argv[1])))
+    if len(argv) == 2 and argv[0] in ("echo", "minimal"):
+        asyncio.run(_serve_ingest_baseline(argv[0], int(argv[1])))
         return 0
     if len(argv) in (2, 4) and argv[0] == "simulated-gpu":
         mode, slots = (argv[2], int(argv[3])) if len(argv) == 4 else SIMULATED_SERVER

@@ -306,39 +306,9 @@ def delta(before: str, after: str, name: str) -> float:
     return metric_value(after, name) - metric_value(before, name)
 
 
-class EchoServicer(ingest_service_pb2_grpc.IngestServiceServicer):
-    """The floor: answers each frame at once, no validation, slots, batching or metrics."""
-
-    async def StreamFrames(  # type: ignore[override]  # noqa: N802
-        self, request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> None:
-        async for request in request_iterator:
-            if request.HasField("config"):
-                accepted = ingest_service_pb2.StreamAccepted(stream_id=request.config.stream_id)
-                await context.write(ingest_service_pb2.StreamFramesResponse(accepted=accepted))
-            elif request.HasField("frame"):
-                result = ingest_service_pb2.FrameResult(
-                    seq=request.frame.seq, capture_time=request.frame.capture_time, batch_size=1
-                )
-                await context.write(ingest_service_pb2.StreamFramesResponse(result=result))
-
-
-async def run_echo_server(port: int) -> None:
-    from framewire.common.memory import keep_large_buffers
-    from framewire.common.transport import TransportConfig, server_options
-
-    keep_large_buffers()  # as framewire's servers do (serving.run), so the floor is like for like
-    server = grpc.aio.server(options=server_options(TransportConfig()))
-    ingest_service_pb2_grpc.add_IngestServiceServicer_to_server(EchoServicer(), server)
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    print("echo serving", flush=True)
-    await server.wait_for_termination()
-
-
 def echo(port: int) -> AbstractContextManager[Process]:
-    command = [sys.executable, "-m", "bench.bench_ingest", "--echo-server", str(port)]
-    return subprocess_server(command, "echo serving")
+    command = [sys.executable, "-m", "bench.baselines", "echo", str(port)]
+    return subprocess_server(command, "serving")
 
 
 # -- the three benchmarks -------------------------------------------------------
@@ -1246,9 +1216,6 @@ SECTIONS = (
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["--echo-server"]:
-        asyncio.run(run_echo_server(int(argv[1])))
-        return 0
     parser = argparse.ArgumentParser(prog="python -m bench ingest")
     parser.add_argument("--quick", action="store_true", help="short runs (a smoke test)")
     parser.add_argument(
